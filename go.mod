@@ -1,0 +1,3 @@
+module github.com/golangcollege/memstore
+
+go 1.24

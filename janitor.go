@@ -1,0 +1,80 @@
+// SPDX-License-Identifier: MIT
+
+package memstore
+
+import (
+	"runtime"
+	"sync"
+	"time"
+	"weak"
+)
+
+// janitor is the background goroutine that removes expired sessions.
+//
+// It holds only a weak pointer to its store between sweeps, so a store that
+// its owner forgot to Close can still be garbage-collected; a cleanup
+// attached to the store then stops the goroutine.
+type janitor struct {
+	stopOnce sync.Once
+	done     chan struct{} // closed once, by stop, to ask the goroutine to return
+	exited   chan struct{} // closed by the goroutine as it returns
+}
+
+// startJanitor starts m's janitor, sweeping every interval.
+func startJanitor(m *MemStore, interval time.Duration) *janitor {
+	j := &janitor{done: make(chan struct{}), exited: make(chan struct{})}
+	go j.run(weak.Make(m), interval)
+	runtime.AddCleanup(m, (*janitor).stop, j)
+	return j
+}
+
+// run sweeps store every interval until stopped or until store is gone.
+func (j *janitor) run(store weak.Pointer[MemStore], interval time.Duration) {
+	defer close(j.exited)
+	ticker := time.NewTicker(interval)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-j.done:
+			return
+		case <-ticker.C:
+			m := store.Value() // a strong pointer for this sweep only
+			if m == nil {
+				return
+			}
+			m.sweep()
+		}
+	}
+}
+
+// stop asks the goroutine to return, without waiting for it. It is safe to
+// call any number of times, from any goroutine.
+func (j *janitor) stop() {
+	j.stopOnce.Do(func() { close(j.done) })
+}
+
+// sweep removes every entry that has expired by the time it starts. It holds
+// the write lock for one batch of entries at a time (see walk), so requests
+// interleave with it however large the store is.
+func (m *MemStore) sweep() {
+	sweepStart := m.now()
+	m.walk(&m.mu, func(token string, e entry) {
+		if e.expiresAt <= sweepStart {
+			m.removeLocked(token)
+		}
+	})
+}
+
+// Close stops the janitor and returns once its goroutine has exited, which
+// may mean waiting for a sweep in progress to finish. It is safe to call more
+// than once and from several goroutines at a time; it always returns nil.
+//
+// After Close every method keeps working and Find still hides expired
+// sessions; only the background removal of expired sessions stops.
+func (m *MemStore) Close() error {
+	if m.janitor != nil {
+		m.janitor.stop()
+		<-m.janitor.exited
+	}
+	return nil
+}

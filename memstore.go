@@ -1,0 +1,272 @@
+// SPDX-License-Identifier: MIT
+
+// Package memstore is an in-memory session store for the scs session manager
+// (github.com/alexedwards/scs/v2), and a drop-in replacement for the original
+// scs engine/memstore package.
+//
+// A MemStore keeps every session in one map guarded by one sync.RWMutex. It
+// satisfies scs's Store, IterableStore, CtxStore and IterableCtxStore
+// interfaces, and the original engine API (New, Find, Save, Delete):
+//
+//	sessionManager := scs.New()
+//	sessionManager.Store = memstore.New(time.Minute)
+//
+// # When not to use it
+//
+// Sessions live in the memory of one process. They are lost when the process
+// stops, and two processes behind a load balancer do not share them. Use it
+// where that is acceptable, or where a single process is all there is. When it
+// is not, any scs store backed by Redis or PostgreSQL has the same interface:
+// changing the store is a one-line change.
+//
+// # Expiry and clocks
+//
+// scs hands over expiry times that carry no monotonic clock reading. At Commit
+// the store turns an expiry into the session's remaining lifetime, measured
+// against the wall clock at that moment, and from then on counts that lifetime
+// down on the monotonic clock. A later step of the wall clock (an NTP
+// correction, a virtual machine resuming) therefore neither lengthens nor
+// shortens a stored session. An expiry at or before the moment of Commit
+// deletes the session.
+//
+// Find never returns an expired session. Expired sessions keep their memory
+// until the janitor, a background goroutine started by New when given a
+// positive cleanup interval, removes them. The janitor walks the map in small
+// batches and releases the lock between batches, so a request never waits
+// behind a whole sweep. Close stops it; a store that is garbage-collected
+// without being closed stops it too.
+//
+// # Read-only slices
+//
+// Commit stores a private copy of the caller's bytes. Find and All return the
+// stored slices themselves, without copying: callers must treat them as
+// read-only. Their capacity equals their length, so an append by a caller
+// always copies and never writes into the store.
+//
+// # Concurrency
+//
+// Every method is safe for concurrent use by multiple goroutines.
+package memstore
+
+import (
+	"context"
+	"math"
+	"sync"
+	"time"
+)
+
+// MemStore is an in-memory session store. Create one with New; the zero value
+// is not usable. All methods are safe for concurrent use, and all of them keep
+// working after Close.
+type MemStore struct {
+	epoch   time.Time // the zero of the store's monotonic clock: deadlines count from it
+	janitor *janitor  // the background sweep; nil when New was given no cleanup interval
+
+	mu    sync.RWMutex
+	items map[string]entry // guarded by mu: every session held, expired ones included until swept
+}
+
+// entry is one session as stored.
+type entry struct {
+	data      []byte        // a private copy with cap == len, never modified once stored
+	expiresAt time.Duration // deadline on the store's monotonic clock (time since epoch)
+}
+
+// New returns a store whose janitor removes expired sessions every
+// cleanupInterval. With a cleanupInterval of zero or less no goroutine is
+// started and expired sessions are removed only when overwritten or deleted
+// (Find still never returns them).
+//
+// Call Close when the store is no longer needed to stop the janitor. A store
+// that becomes unreachable without Close stops its janitor when it is
+// garbage-collected.
+func New(cleanupInterval time.Duration) *MemStore {
+	m := &MemStore{
+		epoch: time.Now(),
+		items: make(map[string]entry),
+	}
+	if cleanupInterval > 0 {
+		m.janitor = startJanitor(m, cleanupInterval)
+	}
+	return m
+}
+
+// Find returns the data of the session with the given token. A token that is
+// unknown or expired gives (nil, false, nil); the error is always nil.
+//
+// The returned slice is the store's own copy, not a fresh one: callers must
+// not modify it. A session committed with nil or empty data gives an empty,
+// non-nil slice and found == true.
+func (m *MemStore) Find(token string) (b []byte, found bool, err error) {
+	m.mu.RLock()
+	e, ok := m.items[token]
+	m.mu.RUnlock()
+	if !ok || e.expiresAt <= m.now() {
+		return nil, false, nil
+	}
+	return e.data, true, nil
+}
+
+// Commit stores a copy of b under token until expiry, replacing any session
+// the token held before, data and expiry both. The caller may reuse b as soon
+// as Commit returns. An expiry at or before now (the zero time.Time included)
+// deletes the token instead. The error is always nil.
+func (m *MemStore) Commit(token string, b []byte, expiry time.Time) error {
+	e, live := m.newEntry(b, expiry)
+	if !live {
+		return m.Delete(token)
+	}
+	m.mu.Lock()
+	m.putLocked(token, e)
+	m.mu.Unlock()
+	return nil
+}
+
+// Save is Commit under the name the original scs engine API used.
+func (m *MemStore) Save(token string, b []byte, expiry time.Time) error {
+	return m.Commit(token, b, expiry)
+}
+
+// Delete removes the session with the given token. Deleting an unknown token
+// does nothing. The error is always nil.
+func (m *MemStore) Delete(token string) error {
+	m.mu.Lock()
+	m.removeLocked(token)
+	m.mu.Unlock()
+	return nil
+}
+
+// All returns a new map from token to data holding every unexpired session.
+// The map is the caller's; its slices are the store's own and must not be
+// modified. All walks the store in batches, releasing the lock between them,
+// so it is not an atomic snapshot: a session committed or deleted while All
+// runs may or may not be in the result. The error is always nil.
+func (m *MemStore) All() (map[string][]byte, error) {
+	all := make(map[string][]byte, m.Len())
+	now := m.now()
+	m.walk(m.mu.RLocker(), func(token string, e entry) {
+		if e.expiresAt > now {
+			all[token] = e.data
+		}
+	})
+	return all, nil
+}
+
+// Len returns the number of sessions held, counting expired ones that the
+// janitor has not removed yet. It takes constant time.
+func (m *MemStore) Len() int {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return len(m.items)
+}
+
+// FindCtx is Find for scs's CtxStore interface. If ctx is already done it
+// returns ctx.Err() and nothing else.
+func (m *MemStore) FindCtx(ctx context.Context, token string) ([]byte, bool, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, false, err
+	}
+	return m.Find(token)
+}
+
+// CommitCtx is Commit for scs's CtxStore interface. If ctx is already done it
+// returns ctx.Err() and changes nothing.
+func (m *MemStore) CommitCtx(ctx context.Context, token string, b []byte, expiry time.Time) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return m.Commit(token, b, expiry)
+}
+
+// DeleteCtx is Delete for scs's CtxStore interface. If ctx is already done it
+// returns ctx.Err() and changes nothing.
+func (m *MemStore) DeleteCtx(ctx context.Context, token string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return m.Delete(token)
+}
+
+// AllCtx is All for scs's IterableCtxStore interface. If ctx is already done
+// it returns ctx.Err() and a nil map.
+func (m *MemStore) AllCtx(ctx context.Context) (map[string][]byte, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return m.All()
+}
+
+// now reads the store's monotonic clock. It never steps with the wall clock.
+func (m *MemStore) now() time.Duration {
+	return time.Since(m.epoch)
+}
+
+// newEntry copies b into an entry that lives until expiry, and reports
+// whether that lies in the future. It runs without the lock.
+func (m *MemStore) newEntry(b []byte, expiry time.Time) (e entry, live bool) {
+	now := time.Now()           // one clock read gives both readings
+	lifetime := expiry.Sub(now) // wall-clock difference: scs's expiries carry no monotonic reading
+	if lifetime <= 0 {
+		return entry{}, false
+	}
+	data := make([]byte, len(b)) // exact size, never nil: cap == len keeps readers' appends out
+	copy(data, b)
+	return entry{data: data, expiresAt: addSaturating(now.Sub(m.epoch), lifetime)}, true
+}
+
+// expiry turns e's deadline back into a wall-clock time, as of now.
+func (m *MemStore) expiry(e entry) time.Time {
+	now := time.Now()
+	return now.Add(e.expiresAt - now.Sub(m.epoch)).Round(0)
+}
+
+// putLocked stores e under token, replacing what the token held. m.mu must be
+// held for writing. Every insertion goes through here.
+func (m *MemStore) putLocked(token string, e entry) {
+	m.items[token] = e
+}
+
+// removeLocked removes token, if held. m.mu must be held for writing. Every
+// removal (Delete, an expired Commit, the sweep) goes through here.
+func (m *MemStore) removeLocked(token string) {
+	delete(m.items, token)
+}
+
+// batchSize bounds how many entries a walk over the whole map visits per lock
+// hold: a request waits behind one batch at most, whatever the store's size.
+const batchSize = 256
+
+// walk calls visit for every entry in the map, holding lk while it does but
+// releasing and retaking it every batchSize entries, and returns the longest
+// single hold. visit runs with lk held and may delete the entry it is given.
+//
+// The Go specification makes this safe with writers running between batches:
+// an entry removed before the walk reaches it is not visited, an entry added
+// during the walk may or may not be, and every other entry is visited once,
+// with its value as of the visit.
+func (m *MemStore) walk(lk sync.Locker, visit func(token string, e entry)) (longestHold time.Duration) {
+	lk.Lock()
+	heldSince := time.Now()
+	visited := 0
+	for token, e := range m.items {
+		visit(token, e)
+		if visited++; visited%batchSize == 0 {
+			longestHold = max(longestHold, time.Since(heldSince))
+			lk.Unlock()
+			lk.Lock()
+			heldSince = time.Now()
+		}
+	}
+	longestHold = max(longestHold, time.Since(heldSince))
+	lk.Unlock()
+	return longestHold
+}
+
+// addSaturating returns a+b for a non-negative a, capped at the largest
+// Duration so that an expiry far in the future cannot wrap into the past.
+func addSaturating(a, b time.Duration) time.Duration {
+	if b > math.MaxInt64-a {
+		return math.MaxInt64
+	}
+	return a + b
+}

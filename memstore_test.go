@@ -1,0 +1,510 @@
+// SPDX-License-Identifier: MIT
+
+package memstore_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/golangcollege/memstore"
+)
+
+// The interfaces below repeat, method for method, the ones *MemStore must
+// satisfy; the library itself imports nothing outside the standard library.
+
+// scsStore is scs v2's Store.
+type scsStore interface {
+	Delete(token string) (err error)
+	Find(token string) (b []byte, found bool, err error)
+	Commit(token string, b []byte, expiry time.Time) (err error)
+}
+
+// scsIterableStore is scs v2's IterableStore.
+type scsIterableStore interface {
+	All() (map[string][]byte, error)
+}
+
+// scsCtxStore is scs v2's CtxStore.
+type scsCtxStore interface {
+	scsStore
+	DeleteCtx(ctx context.Context, token string) (err error)
+	FindCtx(ctx context.Context, token string) (b []byte, found bool, err error)
+	CommitCtx(ctx context.Context, token string, b []byte, expiry time.Time) (err error)
+}
+
+// scsIterableCtxStore is scs v2's IterableCtxStore.
+type scsIterableCtxStore interface {
+	AllCtx(ctx context.Context) (map[string][]byte, error)
+}
+
+// engine is the original scs session.Engine that the first memstore served.
+type engine interface {
+	Delete(token string) (err error)
+	Find(token string) (b []byte, found bool, err error)
+	Save(token string, b []byte, expiry time.Time) (err error)
+}
+
+var (
+	_ scsStore            = (*memstore.MemStore)(nil)
+	_ scsIterableStore    = (*memstore.MemStore)(nil)
+	_ scsCtxStore         = (*memstore.MemStore)(nil)
+	_ scsIterableCtxStore = (*memstore.MemStore)(nil)
+	_ engine              = (*memstore.MemStore)(nil)
+	_ io.Closer           = (*memstore.MemStore)(nil)
+)
+
+// Generous margins: these tests must not flake on a loaded 2-core machine.
+const (
+	shortLife = 50 * time.Millisecond // a lifetime meant to run out during a test
+	patience  = 10 * time.Second      // how long a poll waits before the test fails
+)
+
+// newStore returns a store without a janitor, closed when the test ends.
+func newStore(t testing.TB) *memstore.MemStore {
+	m := memstore.New(0)
+	t.Cleanup(func() { m.Close() })
+	return m
+}
+
+// eventually polls cond until it holds, failing the test after patience.
+func eventually(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(patience)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("after %v: still not %s", patience, what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// mustFind fails the test unless token holds want.
+func mustFind(t testing.TB, m *memstore.MemStore, token string, want []byte) {
+	t.Helper()
+	got, found, err := m.Find(token)
+	if err != nil || !found || !bytes.Equal(got, want) {
+		t.Fatalf("Find(%q) = %q, %v, %v; want %q, true, nil", token, got, found, err, want)
+	}
+}
+
+// mustMiss fails the test unless token is absent.
+func mustMiss(t testing.TB, m *memstore.MemStore, token string) {
+	t.Helper()
+	got, found, err := m.Find(token)
+	if got != nil || found || err != nil {
+		t.Fatalf("Find(%q) = %q, %v, %v; want nil, false, nil", token, got, found, err)
+	}
+}
+
+func mustCommit(t testing.TB, m *memstore.MemStore, token string, b []byte, expiry time.Time) {
+	t.Helper()
+	if err := m.Commit(token, b, expiry); err != nil {
+		t.Fatalf("Commit(%q): %v", token, err)
+	}
+}
+
+func inAnHour() time.Time { return time.Now().Add(time.Hour) }
+
+func TestFindUnknownToken(t *testing.T) {
+	mustMiss(t, newStore(t), "nobody")
+}
+
+func TestRoundTrip(t *testing.T) {
+	m := newStore(t)
+	mustCommit(t, m, "tok", []byte("hello"), inAnHour())
+	mustFind(t, m, "tok", []byte("hello"))
+	if err := m.Save("saved", []byte("engine"), inAnHour()); err != nil {
+		t.Fatalf("Save: %v", err)
+	}
+	mustFind(t, m, "saved", []byte("engine"))
+}
+
+func TestCommitKeepsAPrivateCopy(t *testing.T) {
+	m := newStore(t)
+	buf := []byte("original")
+	mustCommit(t, m, "tok", buf, inAnHour())
+	copy(buf, "XXXXXXXX")
+	mustFind(t, m, "tok", []byte("original"))
+}
+
+func TestFoundSliceCannotBeAppendedIntoTheStore(t *testing.T) {
+	m := newStore(t)
+	buf := make([]byte, 5, 64) // spare capacity the store must not inherit
+	copy(buf, "hello")
+	mustCommit(t, m, "tok", buf, inAnHour())
+
+	got, _, _ := m.Find("tok")
+	if cap(got) != len(got) {
+		t.Fatalf("stored slice has len %d, cap %d; want cap == len", len(got), cap(got))
+	}
+	grown := append(got, " world"...)
+	grown[0] = 'J' // writes into the new array, never the store's
+	mustFind(t, m, "tok", []byte("hello"))
+}
+
+func TestFindAndAllDoNotCopy(t *testing.T) {
+	m := newStore(t)
+	mustCommit(t, m, "tok", []byte("hello"), inAnHour())
+	first, _, _ := m.Find("tok")
+	second, _, _ := m.Find("tok")
+	all, _ := m.All()
+	if &first[0] != &second[0] || &first[0] != &all["tok"][0] {
+		t.Fatal("Find and All returned different arrays for the same session; want the stored one")
+	}
+	if allocs := testing.AllocsPerRun(100, func() { m.Find("tok") }); allocs != 0 {
+		t.Fatalf("Find allocates %v times per call; want 0", allocs)
+	}
+}
+
+func TestCommitAllocatesOnlyTheCopy(t *testing.T) {
+	m := newStore(t)
+	data, expiry := []byte("some session data"), inAnHour()
+	mustCommit(t, m, "tok", data, expiry)
+	if allocs := testing.AllocsPerRun(100, func() { m.Commit("tok", data, expiry) }); allocs != 1 {
+		t.Fatalf("Commit over an existing token allocates %v times; want 1", allocs)
+	}
+}
+
+func TestExpiryAtOrBeforeNowDeletes(t *testing.T) {
+	for name, expiry := range map[string]time.Time{
+		"zero time":      {},
+		"an hour ago":    time.Now().Add(-time.Hour),
+		"now":            time.Now(),
+		"past, UTC only": time.Now().Add(-time.Second).UTC(),
+	} {
+		t.Run(name, func(t *testing.T) {
+			m := newStore(t)
+			mustCommit(t, m, "held", []byte("old"), inAnHour())
+			mustCommit(t, m, "held", []byte("new"), expiry)
+			mustCommit(t, m, "fresh", []byte("new"), expiry)
+			mustMiss(t, m, "held")
+			mustMiss(t, m, "fresh")
+			if n := m.Len(); n != 0 {
+				t.Fatalf("Len = %d after committing only past expiries; want 0", n)
+			}
+		})
+	}
+}
+
+func TestOverwriteReplacesDataAndExpiry(t *testing.T) {
+	m := newStore(t)
+
+	mustCommit(t, m, "shortened", []byte("v1"), inAnHour())
+	mustCommit(t, m, "shortened", []byte("v2"), time.Now().Add(shortLife))
+	mustFind(t, m, "shortened", []byte("v2"))
+
+	mustCommit(t, m, "lengthened", []byte("v1"), time.Now().Add(shortLife))
+	mustCommit(t, m, "lengthened", []byte("v2"), inAnHour())
+
+	eventually(t, "expired after its shortened lifetime", func() bool {
+		_, found, _ := m.Find("shortened")
+		return !found
+	})
+	mustFind(t, m, "lengthened", []byte("v2"))
+}
+
+func TestExpiredSessionIsNeverFound(t *testing.T) {
+	m := newStore(t)
+	// scs passes expiries through .UTC(), which strips the monotonic reading.
+	mustCommit(t, m, "tok", []byte("data"), time.Now().Add(shortLife).UTC())
+	eventually(t, "expired", func() bool {
+		_, found, _ := m.Find("tok")
+		return !found
+	})
+	mustMiss(t, m, "tok")
+	if all, _ := m.All(); len(all) != 0 {
+		t.Fatalf("All = %v after expiry; want empty", all)
+	}
+	if n := m.Len(); n != 1 {
+		t.Fatalf("Len = %d; want 1: without a janitor an expired entry stays until removed", n)
+	}
+}
+
+func TestFarFutureExpiry(t *testing.T) {
+	m := newStore(t)
+	for _, expiry := range []time.Time{
+		time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC),
+		time.Unix(1<<62, 0), // beyond what a Duration can hold
+	} {
+		mustCommit(t, m, "tok", []byte("forever"), expiry)
+		mustFind(t, m, "tok", []byte("forever"))
+	}
+}
+
+func TestDelete(t *testing.T) {
+	m := newStore(t)
+	if err := m.Delete("unknown"); err != nil {
+		t.Fatalf("Delete(unknown) = %v; want nil", err)
+	}
+	mustCommit(t, m, "tok", []byte("data"), inAnHour())
+	mustCommit(t, m, "other", []byte("kept"), inAnHour())
+	if err := m.Delete("tok"); err != nil {
+		t.Fatalf("Delete: %v", err)
+	}
+	mustMiss(t, m, "tok")
+	mustFind(t, m, "other", []byte("kept"))
+	if n := m.Len(); n != 1 {
+		t.Fatalf("Len = %d; want 1", n)
+	}
+}
+
+func TestEmptyTokenAndNilData(t *testing.T) {
+	m := newStore(t)
+	mustCommit(t, m, "", []byte("anonymous"), inAnHour())
+	mustFind(t, m, "", []byte("anonymous"))
+
+	for _, data := range [][]byte{nil, {}} {
+		mustCommit(t, m, "empty", data, inAnHour())
+		got, found, err := m.Find("empty")
+		if got == nil || len(got) != 0 || !found || err != nil {
+			t.Fatalf("Find after Commit(%#v) = %#v, %v, %v; want []byte{}, true, nil", data, got, found, err)
+		}
+	}
+}
+
+func TestAll(t *testing.T) {
+	m := newStore(t)
+	all, err := m.All()
+	if all == nil || len(all) != 0 || err != nil {
+		t.Fatalf("All on an empty store = %#v, %v; want an empty non-nil map", all, err)
+	}
+
+	const live = 1000 // several batches
+	for i := range live {
+		mustCommit(t, m, fmt.Sprint("live", i), []byte(fmt.Sprint(i)), inAnHour())
+	}
+	mustCommit(t, m, "short", []byte("gone soon"), time.Now().Add(shortLife))
+	eventually(t, "expired", func() bool { _, found, _ := m.Find("short"); return !found })
+
+	all, _ = m.All()
+	if len(all) != live {
+		t.Fatalf("All holds %d sessions; want the %d live ones", len(all), live)
+	}
+	for i := range live {
+		if got := all[fmt.Sprint("live", i)]; string(got) != fmt.Sprint(i) {
+			t.Fatalf("All[live%d] = %q; want %q", i, got, fmt.Sprint(i))
+		}
+	}
+	delete(all, "live0")
+	mustFind(t, m, "live0", []byte("0"))
+	if again, _ := m.All(); len(again) != live {
+		t.Fatalf("second All holds %d sessions; want %d: each call returns a new map", len(again), live)
+	}
+}
+
+func TestCtxMethods(t *testing.T) {
+	live := context.Background()
+	cancelled, cancel := context.WithCancel(context.Background())
+	cancel()
+	timedOut, cancel2 := context.WithDeadline(context.Background(), time.Now().Add(-time.Second))
+	defer cancel2()
+
+	t.Run("live context behaves like the plain methods", func(t *testing.T) {
+		m := newStore(t)
+		if err := m.CommitCtx(live, "tok", []byte("data"), inAnHour()); err != nil {
+			t.Fatal(err)
+		}
+		if b, found, err := m.FindCtx(live, "tok"); string(b) != "data" || !found || err != nil {
+			t.Fatalf("FindCtx = %q, %v, %v", b, found, err)
+		}
+		if all, err := m.AllCtx(live); len(all) != 1 || err != nil {
+			t.Fatalf("AllCtx = %v, %v", all, err)
+		}
+		if err := m.DeleteCtx(live, "tok"); err != nil {
+			t.Fatal(err)
+		}
+		mustMiss(t, m, "tok")
+		if err := m.CommitCtx(live, "tok", []byte("data"), time.Now().Add(-time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+		mustMiss(t, m, "tok")
+	})
+
+	for name, ctx := range map[string]context.Context{"cancelled": cancelled, "past deadline": timedOut} {
+		t.Run(name+" context changes nothing", func(t *testing.T) {
+			m := newStore(t)
+			mustCommit(t, m, "tok", []byte("data"), inAnHour())
+			checks := map[string]error{
+				"CommitCtx":           m.CommitCtx(ctx, "tok", []byte("other"), inAnHour()),
+				"CommitCtx new token": m.CommitCtx(ctx, "new", []byte("other"), inAnHour()),
+				"DeleteCtx":           m.DeleteCtx(ctx, "tok"),
+			}
+			b, found, err := m.FindCtx(ctx, "tok")
+			if b != nil || found {
+				t.Errorf("FindCtx = %q, %v; want nil, false", b, found)
+			}
+			checks["FindCtx"] = err
+			all, err := m.AllCtx(ctx)
+			if all != nil {
+				t.Errorf("AllCtx = %v; want nil", all)
+			}
+			checks["AllCtx"] = err
+			for method, err := range checks {
+				if err != ctx.Err() {
+					t.Errorf("%s = %v; want %v", method, err, ctx.Err())
+				}
+			}
+			mustFind(t, m, "tok", []byte("data"))
+			mustMiss(t, m, "new")
+		})
+	}
+}
+
+func TestJanitorRemovesExpiredSessions(t *testing.T) {
+	m := memstore.New(5 * time.Millisecond)
+	defer m.Close()
+	const n = 5000 // many batches
+	for i := range n {
+		expiry := inAnHour()
+		if i%2 == 0 {
+			expiry = time.Now().Add(shortLife)
+		}
+		mustCommit(t, m, fmt.Sprint(i), []byte(fmt.Sprint(i)), expiry)
+	}
+	eventually(t, "swept down to the live half", func() bool { return m.Len() == n/2 })
+	for i := 1; i < n; i += 2 {
+		mustFind(t, m, fmt.Sprint(i), []byte(fmt.Sprint(i)))
+	}
+}
+
+func TestJanitorKeepsSessionsCommittedDuringASweep(t *testing.T) {
+	m := memstore.New(time.Millisecond)
+	defer m.Close()
+	for i := range 20000 {
+		mustCommit(t, m, fmt.Sprint("old", i), nil, time.Now().Add(shortLife))
+	}
+	// Keep committing live sessions while the janitor sweeps the old ones away.
+	written := 0
+	for m.Len() > written {
+		mustCommit(t, m, fmt.Sprint("new", written), []byte("x"), inAnHour())
+		written++
+		if written > 1_000_000 {
+			t.Fatal("the janitor never swept the expired sessions")
+		}
+	}
+	eventually(t, "swept", func() bool { return m.Len() == written })
+	for i := range written {
+		mustFind(t, m, fmt.Sprint("new", i), []byte("x"))
+	}
+}
+
+// goroutinesBack polls until the goroutine count is back to want.
+func goroutinesBack(t *testing.T, want int) {
+	t.Helper()
+	eventually(t, fmt.Sprintf("back to %d goroutines", want), func() bool {
+		runtime.GC()
+		return runtime.NumGoroutine() <= want
+	})
+}
+
+func TestNewStartsOneJanitorOnlyForAPositiveInterval(t *testing.T) {
+	before := runtime.NumGoroutine()
+	for _, d := range []time.Duration{0, -time.Second} {
+		m := memstore.New(d)
+		if n := runtime.NumGoroutine(); n != before {
+			t.Errorf("New(%v) took goroutines from %d to %d; want none started", d, before, n)
+		}
+		m.Close()
+	}
+	m := memstore.New(time.Hour)
+	if n := runtime.NumGoroutine(); n != before+1 {
+		t.Errorf("New(time.Hour) took goroutines from %d to %d; want exactly one started", before, n)
+	}
+	m.Close()
+	goroutinesBack(t, before)
+}
+
+func TestCloseIsSafeTwiceAndConcurrently(t *testing.T) {
+	before := runtime.NumGoroutine()
+	for _, interval := range []time.Duration{0, time.Millisecond} {
+		m := memstore.New(interval)
+		var wg sync.WaitGroup
+		for range 20 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if err := m.Close(); err != nil {
+					t.Errorf("Close: %v", err)
+				}
+			}()
+		}
+		wg.Wait()
+		if err := m.Close(); err != nil {
+			t.Fatalf("Close again: %v", err)
+		}
+	}
+	goroutinesBack(t, before)
+}
+
+func TestStoreWorksAfterClose(t *testing.T) {
+	m := memstore.New(time.Millisecond)
+	m.Close()
+	mustCommit(t, m, "tok", []byte("data"), inAnHour())
+	mustFind(t, m, "tok", []byte("data"))
+	mustCommit(t, m, "short", []byte("data"), time.Now().Add(shortLife))
+	eventually(t, "expired", func() bool { _, found, _ := m.Find("short"); return !found })
+	if all, _ := m.All(); len(all) != 1 {
+		t.Fatalf("All after Close = %v; want only the live session", all)
+	}
+	if n := m.Len(); n != 2 {
+		t.Fatalf("Len = %d; want 2: after Close nothing sweeps the expired session", n)
+	}
+	if err := m.Delete("tok"); err != nil {
+		t.Fatal(err)
+	}
+	mustMiss(t, m, "tok")
+}
+
+func TestForgottenStoreStopsItsJanitor(t *testing.T) {
+	before := runtime.NumGoroutine()
+	func() {
+		for range 10 {
+			m := memstore.New(time.Millisecond)
+			mustCommit(t, m, "tok", []byte("data"), inAnHour())
+		}
+	}()
+	goroutinesBack(t, before)
+}
+
+func TestConcurrentUse(t *testing.T) {
+	m := memstore.New(time.Millisecond)
+	defer m.Close()
+	const workers, ops = 8, 2000
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(w), 1))
+			own := fmt.Sprint("own", w) // only this worker writes it
+			for i := range ops {
+				shared := fmt.Sprint("shared", rng.IntN(50))
+				switch rng.IntN(10) {
+				case 0:
+					m.Commit(shared, []byte(shared), time.Now().Add(time.Duration(rng.IntN(3))*time.Millisecond))
+				case 1:
+					m.Delete(shared)
+				case 2:
+					m.All()
+				case 3:
+					m.Len()
+				default:
+					if b, found, _ := m.Find(shared); found && string(b) != shared {
+						t.Errorf("Find(%q) = %q", shared, b)
+					}
+				}
+				want := []byte(fmt.Sprint(i))
+				mustCommit(t, m, own, want, inAnHour())
+				mustFind(t, m, own, want)
+			}
+		}()
+	}
+	wg.Wait()
+}
