@@ -1,0 +1,295 @@
+// SPDX-License-Identifier: MIT
+
+package memstore_test
+
+import (
+	"fmt"
+	"math"
+	"math/bits"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/golangcollege/memstore"
+)
+
+// naiveStore is the reference the benchmarks measure against: a map, a
+// sync.RWMutex and a wall-clock comparison, everything under the lock, the
+// caller's slice kept as it is. scs v2's memstore is built the same way.
+type naiveStore struct {
+	mu    sync.RWMutex
+	items map[string]naiveItem
+}
+
+type naiveItem struct {
+	data      []byte
+	expiresAt int64 // Unix nanoseconds
+}
+
+func newNaiveStore() *naiveStore { return &naiveStore{items: make(map[string]naiveItem)} }
+
+func (s *naiveStore) Find(token string) ([]byte, bool, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	it, ok := s.items[token]
+	if !ok || time.Now().UnixNano() > it.expiresAt {
+		return nil, false, nil
+	}
+	return it.data, true, nil
+}
+
+func (s *naiveStore) Commit(token string, b []byte, expiry time.Time) error {
+	s.mu.Lock()
+	s.items[token] = naiveItem{data: b, expiresAt: expiry.UnixNano()}
+	s.mu.Unlock()
+	return nil
+}
+
+func (s *naiveStore) Delete(token string) error {
+	s.mu.Lock()
+	delete(s.items, token)
+	s.mu.Unlock()
+	return nil
+}
+
+// store is what the side-by-side benchmarks need of both stores.
+type store interface {
+	Find(token string) ([]byte, bool, error)
+	Commit(token string, b []byte, expiry time.Time) error
+	Delete(token string) error
+}
+
+// benchStores runs bench against this store and the naive one, as sub-benchmarks
+// named so that benchstat can line them up.
+func benchStores(b *testing.B, bench func(b *testing.B, s store)) {
+	b.Run("store=memstore", func(b *testing.B) {
+		m := memstore.New(0)
+		defer m.Close()
+		bench(b, m)
+	})
+	b.Run("store=naive", func(b *testing.B) { bench(b, newNaiveStore()) })
+}
+
+// payload is the size of a small real scs session (its gob encoding of a
+// deadline and a few values).
+var payload = make([]byte, 149)
+
+// tokens returns n distinct tokens shaped like scs's (43 characters).
+func tokens(n int) []string {
+	t := make([]string, n)
+	for i := range t {
+		t[i] = fmt.Sprintf("%043d", i)
+	}
+	return t
+}
+
+// fill commits a session for every token in toks, expiring at expiry.
+func fill(b *testing.B, s store, toks []string, expiry time.Time) {
+	b.Helper()
+	for _, tok := range toks {
+		if err := s.Commit(tok, payload, expiry); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkFind(b *testing.B) {
+	toks := tokens(10_000)
+	benchStores(b, func(b *testing.B, s store) {
+		fill(b, s, toks, time.Now().Add(time.Hour))
+		b.Run("hit", func(b *testing.B) {
+			b.ReportAllocs()
+			for i := 0; b.Loop(); i++ {
+				s.Find(toks[i%len(toks)])
+			}
+		})
+		b.Run("miss", func(b *testing.B) {
+			b.ReportAllocs()
+			for i := 0; b.Loop(); i++ {
+				s.Find(toks[i%len(toks)][1:])
+			}
+		})
+	})
+}
+
+func BenchmarkCommit(b *testing.B) {
+	toks := tokens(10_000)
+	benchStores(b, func(b *testing.B, s store) {
+		expiry := time.Now().Add(time.Hour)
+		fill(b, s, toks, expiry)
+		b.ReportAllocs()
+		for i := 0; b.Loop(); i++ {
+			s.Commit(toks[i%len(toks)], payload, expiry) // an overwrite, as scs does on every request that changes a session
+		}
+	})
+}
+
+func BenchmarkChurn(b *testing.B) {
+	toks := tokens(100_000)
+	benchStores(b, func(b *testing.B, s store) {
+		expiry := time.Now().Add(time.Hour)
+		b.ReportAllocs()
+		for i := 0; b.Loop(); i++ {
+			tok := toks[i%len(toks)]
+			s.Commit(tok, payload, expiry)
+			s.Find(tok)
+			s.Delete(tok)
+		}
+	})
+}
+
+func BenchmarkParallelMixed(b *testing.B) {
+	toks := tokens(10_000)
+	benchStores(b, func(b *testing.B, s store) {
+		expiry := time.Now().Add(time.Hour)
+		fill(b, s, toks, expiry)
+		b.ReportAllocs()
+		b.ResetTimer()
+		b.RunParallel(func(pb *testing.PB) {
+			for i := 0; pb.Next(); i++ {
+				tok := toks[(i*7919)%len(toks)]
+				if i%10 == 0 {
+					s.Commit(tok, payload, expiry)
+				} else {
+					s.Find(tok)
+				}
+			}
+		})
+	})
+}
+
+func BenchmarkAll(b *testing.B) {
+	m := memstore.New(0)
+	defer m.Close()
+	fill(b, m, tokens(10_000), time.Now().Add(time.Hour))
+	b.ReportAllocs()
+	for b.Loop() {
+		m.All()
+	}
+}
+
+// findWaits is what one goroutine saw while calling Find in a tight loop.
+type findWaits struct {
+	longest time.Duration
+	p9999   time.Duration // to within 1/8 of its value: see waitHistogram
+}
+
+// waitHistogram counts durations in buckets 1/8 of a power of two wide, so
+// that counting millions of calls allocates nothing (no garbage collection
+// adds to the waits it measures) and a percentile is off by at most 12.5%.
+type waitHistogram [64 * 8]int
+
+func waitBucket(d time.Duration) int {
+	n := uint64(max(d, 1))
+	exp := bits.Len64(n) - 1 // 2^exp <= n < 2^(exp+1)
+	if exp < 3 {
+		return int(n)
+	}
+	return exp*8 + int(n>>(exp-3)&7)
+}
+
+// bucketTop is the largest duration that falls in bucket i.
+func bucketTop(i int) time.Duration {
+	if i < 8 {
+		return time.Duration(i)
+	}
+	exp, eighth := i/8, i%8
+	return time.Duration((8+uint64(eighth)+1)<<(exp-3) - 1)
+}
+
+// percentile returns the duration at or below which fraction q of the calls fell.
+func (h *waitHistogram) percentile(q float64) time.Duration {
+	total := 0
+	for _, n := range h {
+		total += n
+	}
+	rank := int(math.Ceil(q * float64(total)))
+	for i, n := range h {
+		if rank -= n; rank <= 0 {
+			return bucketTop(i)
+		}
+	}
+	return 0
+}
+
+// measureFindWaits calls m.Find on toks, round and round from one goroutine,
+// for as long as during runs, and returns how long the calls took.
+func measureFindWaits(m *memstore.MemStore, toks []string, during func()) findWaits {
+	var hist waitHistogram
+	var longest time.Duration
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			start := time.Now()
+			m.Find(toks[i%len(toks)])
+			wait := time.Since(start)
+			hist[waitBucket(wait)]++
+			longest = max(longest, wait)
+		}
+	}()
+	during()
+	close(stop)
+	<-done
+	return findWaits{longest: longest, p9999: hist.percentile(0.9999)}
+}
+
+// report records w as metrics named after what ran beside the Finds.
+func (w findWaits) report(b *testing.B, beside string) {
+	b.ReportMetric(float64(w.longest)/float64(time.Microsecond), "max-µs-"+beside)
+	b.ReportMetric(float64(w.p9999)/float64(time.Microsecond), "p99.99-µs-"+beside)
+}
+
+// halfExpired returns a store of len(toks) sessions: the first half live for
+// an hour, the second half expire together, well after the store is full.
+func halfExpired(b *testing.B, toks []string, cleanupInterval time.Duration) (m *memstore.MemStore, expiry time.Time) {
+	m = memstore.New(cleanupInterval)
+	half := len(toks) / 2
+	start := time.Now()
+	fill(b, m, toks[:half], start.Add(time.Hour))
+	expiry = time.Now().Add(2*time.Since(start) + time.Second) // filling the other half takes about as long
+	fill(b, m, toks[half:], expiry)
+	if time.Now().After(expiry) {
+		b.Fatal("filling the store took so long that sessions expired before it was full")
+	}
+	runtime.GC()
+	return m, expiry
+}
+
+// BenchmarkSweep measures how long a Find waits while the janitor sweeps
+// 1,000,000 sessions, half of them expired, beside the same figures with no
+// sweep running.
+func BenchmarkSweep(b *testing.B) {
+	toks := tokens(1_000_000)
+	live := toks[:1000] // what a Find asks for: sessions that stay
+	for range b.N {
+		// The janitor sweeps back to back (every millisecond, each pass
+		// longer than that): first passes that find nothing expired, then
+		// the ones that remove half the store.
+		swept, _ := halfExpired(b, toks, time.Millisecond)
+		start := time.Now()
+		sweeping := measureFindWaits(swept, live, func() {
+			for swept.Len() > len(toks)/2 {
+				time.Sleep(time.Millisecond)
+			}
+		})
+		window := time.Since(start)
+		swept.Close()
+
+		idle, expiry := halfExpired(b, toks, 0)
+		time.Sleep(time.Until(expiry))
+		still := measureFindWaits(idle, live, func() { time.Sleep(window) })
+
+		sweeping.report(b, "sweep")
+		still.report(b, "idle")
+		b.ReportMetric(float64(sweeping.longest)/float64(still.longest), "max-ratio")
+		b.ReportMetric(float64(sweeping.p9999)/float64(still.p9999), "p99.99-ratio")
+	}
+}
