@@ -4,6 +4,7 @@ package memstore
 
 import (
 	"runtime"
+	"slices"
 	"sync"
 	"time"
 	"weak"
@@ -53,16 +54,30 @@ func (j *janitor) stop() {
 	j.stopOnce.Do(func() { close(j.done) })
 }
 
-// sweep removes every entry that has expired by the time it starts. It holds
-// the write lock for one batch of entries at a time (see walk), so requests
-// interleave with it however large the store is.
+// sweep removes every entry that had expired when it started.
+//
+// It finds them under the read lock, which requests share, and takes the
+// write lock only to remove them, one batch at a time: however large the
+// store, a request waits behind one batch at most, and a pass that finds
+// nothing expired blocks no request at all.
 func (m *MemStore) sweep() {
 	sweepStart := m.now()
-	m.walk(&m.mu, func(token string, e entry) {
+	var expired []string
+	m.walk(m.mu.RLocker(), func(token string, e entry) {
 		if e.expiresAt <= sweepStart {
-			m.removeLocked(token)
+			expired = append(expired, token)
 		}
 	})
+	for batch := range slices.Chunk(expired, batchSize) {
+		m.mu.Lock()
+		for _, token := range batch {
+			// Commit may have renewed the session since the walk saw it.
+			if e, ok := m.items[token]; ok && e.expiresAt <= sweepStart {
+				m.removeLocked(token)
+			}
+		}
+		m.mu.Unlock()
+	}
 }
 
 // Close stops the janitor and returns once its goroutine has exited, which

@@ -234,7 +234,7 @@ func (m *MemStore) removeLocked(token string) {
 
 // batchSize bounds how many entries a walk over the whole map visits per lock
 // hold: a request waits behind one batch at most, whatever the store's size.
-const batchSize = 256
+const batchSize = 1024
 
 // walk calls visit for every entry in the map, holding lk while it does but
 // releasing and retaking it every batchSize entries, and returns the longest

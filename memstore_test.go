@@ -508,3 +508,59 @@ func TestConcurrentUse(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// FuzzOps drives random sequences of operations against a store and a plain
+// map, and checks that they agree after every step. Each operation takes
+// three bytes: what to do, which of eight tokens, and a data length. Commits
+// with an expiry at or before now (the "expired" subset) must act as deletes.
+func FuzzOps(f *testing.F) {
+	f.Add([]byte{0, 1, 5, 5, 1, 0, 4, 1, 0, 2, 1, 0})
+	f.Add([]byte{0, 0, 0, 1, 0, 3, 5, 0, 0, 6, 0, 0, 7, 0, 0})
+	f.Add([]byte{0, 2, 200, 0, 2, 1, 3, 2, 0, 4, 2, 0})
+	f.Fuzz(func(t *testing.T, ops []byte) {
+		m := newStore(t)
+		model := map[string][]byte{}
+		past := []time.Time{{}, time.Now().Add(-time.Hour), time.Now().Add(-time.Nanosecond)}
+		for len(ops) >= 3 {
+			op, token, size := ops[0]%7, fmt.Sprint("tok", ops[1]%8), int(ops[2])
+			ops = ops[3:]
+			data := bytes.Repeat([]byte{byte(size)}, size)
+			switch op {
+			case 0, 1: // commit, live
+				mustCommit(t, m, token, data, inAnHour())
+				model[token] = data
+			case 2, 3: // commit, already expired
+				mustCommit(t, m, token, data, past[size%len(past)])
+				delete(model, token)
+			case 4:
+				if err := m.Delete(token); err != nil {
+					t.Fatal(err)
+				}
+				delete(model, token)
+			case 5:
+				all, err := m.All()
+				if err != nil || len(all) != len(model) {
+					t.Fatalf("All = %d sessions, %v; want %d", len(all), err, len(model))
+				}
+				for tok, want := range model {
+					if got, ok := all[tok]; !ok || !bytes.Equal(got, want) {
+						t.Fatalf("All[%q] = %q, %v; want %q", tok, got, ok, want)
+					}
+				}
+			case 6:
+				if n := m.Len(); n != len(model) {
+					t.Fatalf("Len = %d; want %d", n, len(model))
+				}
+			}
+			for tok, want := range model {
+				mustFind(t, m, tok, want)
+			}
+			for i := range 8 {
+				tok := fmt.Sprint("tok", i)
+				if _, held := model[tok]; !held {
+					mustMiss(t, m, tok)
+				}
+			}
+		}
+	})
+}
