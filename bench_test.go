@@ -169,6 +169,52 @@ func BenchmarkAll(b *testing.B) {
 	}
 }
 
+// BenchmarkMaxBytes compares Commit and Find under a full cap, where every
+// Commit of a new session evicts one, with the same calls and no cap, where
+// every Commit overwrites.
+func BenchmarkMaxBytes(b *testing.B) {
+	toks := tokens(100_000)
+	expiry := time.Now().Add(time.Hour)
+	for _, c := range []struct {
+		name string
+		opts []memstore.Option
+	}{
+		{"cap=none", nil},
+		{"cap=full", []memstore.Option{memstore.WithMaxBytes(2 << 20)}}, // about 6,000 of the sessions
+	} {
+		m := memstore.New(0, c.opts...)
+		fill(b, m, toks, expiry) // each token's turn comes round after it has been evicted
+		b.Run("commit/"+c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for i := 0; b.Loop(); i++ {
+				m.Commit(toks[i%len(toks)], payload, expiry)
+			}
+		})
+		held, _ := m.All()
+		heldToks := make([]string, 0, len(held))
+		for tok := range held {
+			heldToks = append(heldToks, tok)
+		}
+		b.Run("find/"+c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for i := 0; b.Loop(); i++ {
+				m.Find(heldToks[i%len(heldToks)])
+			}
+		})
+		m.Close()
+	}
+}
+
+func BenchmarkStats(b *testing.B) {
+	m := memstore.New(0, memstore.WithMaxBytes(1<<30))
+	defer m.Close()
+	fill(b, m, tokens(10_000), time.Now().Add(time.Hour))
+	b.ReportAllocs()
+	for b.Loop() {
+		m.Stats()
+	}
+}
+
 // findWaits is what one goroutine saw while calling Find in a tight loop.
 type findWaits struct {
 	longest time.Duration

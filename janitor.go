@@ -59,25 +59,35 @@ func (j *janitor) stop() {
 // It finds them under the read lock, which requests share, and takes the
 // write lock only to remove them, one batch at a time: however large the
 // store, a request waits behind one batch at most, and a pass that finds
-// nothing expired blocks no request at all.
+// nothing expired holds requests up only to record its figures.
 func (m *MemStore) sweep() {
+	start := time.Now()
 	sweepStart := m.now()
 	var expired []string
-	m.walk(m.mu.RLocker(), func(token string, e entry) {
+	longestHold := m.walk(m.mu.RLocker(), func(token string, e entry) {
 		if e.expiresAt <= sweepStart {
 			expired = append(expired, token)
 		}
 	})
 	for batch := range slices.Chunk(expired, batchSize) {
 		m.mu.Lock()
+		heldSince := time.Now()
 		for _, token := range batch {
 			// Commit may have renewed the session since the walk saw it.
 			if e, ok := m.items[token]; ok && e.expiresAt <= sweepStart {
 				m.removeLocked(token)
+				m.counters.expired++
 			}
 		}
+		longestHold = max(longestHold, time.Since(heldSince))
 		m.mu.Unlock()
 	}
+
+	m.mu.Lock()
+	m.counters.sweeps++
+	m.counters.lastSweep = time.Since(start)
+	m.counters.lastSweepLongestHold = longestHold
+	m.mu.Unlock()
 }
 
 // Close stops the janitor and returns once its goroutine has exited, which

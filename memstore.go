@@ -50,6 +50,7 @@ package memstore
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"sync"
 	"time"
@@ -59,11 +60,15 @@ import (
 // is not usable. All methods are safe for concurrent use, and all of them keep
 // working after Close.
 type MemStore struct {
-	epoch   time.Time // the zero of the store's monotonic clock: deadlines count from it
-	janitor *janitor  // the background sweep; nil when New was given no cleanup interval
+	epoch    time.Time // the zero of the store's monotonic clock: deadlines count from it
+	maxBytes int64     // the cap set by WithMaxBytes; 0 means none
+	janitor  *janitor  // the background sweep; nil when New was given no cleanup interval
 
-	mu    sync.RWMutex
-	items map[string]entry // guarded by mu: every session held, expired ones included until swept
+	mu       sync.RWMutex
+	items    map[string]entry // every session held, expired ones included until removed
+	bytes    int64            // the accounted size of items: the sum of entrySize over them
+	pool     evictionPool     // the best eviction candidates seen so far, kept between evictions
+	counters counters         // what Stats reports beyond the map and its size
 }
 
 // entry is one session as stored.
@@ -72,18 +77,33 @@ type entry struct {
 	expiresAt time.Duration // deadline on the store's monotonic clock (time since epoch)
 }
 
+// Option configures a store; pass options to New.
+type Option func(*MemStore)
+
+// WithMaxBytes caps the memory the store accounts for at n bytes; see
+// entryOverhead for what an entry counts. A Commit that would pass the cap
+// first removes expired sessions, then evicts the live sessions nearest their
+// expiry, and one session larger than the whole cap is refused with
+// ErrTooLarge. An n of zero or less means no cap, the default.
+func WithMaxBytes(n int64) Option {
+	return func(m *MemStore) { m.maxBytes = max(n, 0) }
+}
+
 // New returns a store whose janitor removes expired sessions every
 // cleanupInterval. With a cleanupInterval of zero or less no goroutine is
-// started and expired sessions are removed only when overwritten or deleted
-// (Find still never returns them).
+// started and expired sessions are removed only when overwritten, deleted or
+// met while making room under a cap (Find still never returns them).
 //
 // Call Close when the store is no longer needed to stop the janitor. A store
 // that becomes unreachable without Close stops its janitor when it is
 // garbage-collected.
-func New(cleanupInterval time.Duration) *MemStore {
+func New(cleanupInterval time.Duration, opts ...Option) *MemStore {
 	m := &MemStore{
 		epoch: time.Now(),
 		items: make(map[string]entry),
+	}
+	for _, opt := range opts {
+		opt(m)
 	}
 	if cleanupInterval > 0 {
 		m.janitor = startJanitor(m, cleanupInterval)
@@ -110,16 +130,19 @@ func (m *MemStore) Find(token string) (b []byte, found bool, err error) {
 // Commit stores a copy of b under token until expiry, replacing any session
 // the token held before, data and expiry both. The caller may reuse b as soon
 // as Commit returns. An expiry at or before now (the zero time.Time included)
-// deletes the token instead. The error is always nil.
+// deletes the token instead.
+//
+// Under a cap set by WithMaxBytes, Commit may evict other sessions to make
+// room; a session larger than the whole cap is refused with an error wrapping
+// ErrTooLarge, and the token keeps what it held. Otherwise the error is nil.
 func (m *MemStore) Commit(token string, b []byte, expiry time.Time) error {
 	e, live := m.newEntry(b, expiry)
 	if !live {
 		return m.Delete(token)
 	}
 	m.mu.Lock()
-	m.putLocked(token, e)
-	m.mu.Unlock()
-	return nil
+	defer m.mu.Unlock()
+	return m.putLocked(token, e)
 }
 
 // Save is Commit under the name the original scs engine API used.
@@ -220,16 +243,29 @@ func (m *MemStore) expiry(e entry) time.Time {
 	return now.Add(e.expiresAt - now.Sub(m.epoch)).Round(0)
 }
 
-// putLocked stores e under token, replacing what the token held. m.mu must be
-// held for writing. Every insertion goes through here.
-func (m *MemStore) putLocked(token string, e entry) {
+// putLocked stores e under token, replacing what the token held, after
+// making room for it under the cap. m.mu must be held for writing. Every
+// insertion goes through here.
+func (m *MemStore) putLocked(token string, e entry) error {
+	size := entrySize(token, e)
+	if m.maxBytes > 0 && size > m.maxBytes {
+		return fmt.Errorf("%w: a session of %d bytes under a cap of %d", ErrTooLarge, size, m.maxBytes)
+	}
+	m.removeLocked(token) // what it held must neither take room nor be evicted for the new entry
+	m.makeRoomLocked(size)
 	m.items[token] = e
+	m.bytes += size
+	return nil
 }
 
 // removeLocked removes token, if held. m.mu must be held for writing. Every
-// removal (Delete, an expired Commit, the sweep) goes through here.
+// removal (Delete, an expired Commit, the sweep, an eviction) goes through
+// here.
 func (m *MemStore) removeLocked(token string) {
-	delete(m.items, token)
+	if e, ok := m.items[token]; ok {
+		delete(m.items, token)
+		m.bytes -= entrySize(token, e)
+	}
 }
 
 // batchSize bounds how many entries a walk over the whole map visits per lock

@@ -5,6 +5,7 @@ package memstore_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -513,12 +514,17 @@ func TestConcurrentUse(t *testing.T) {
 // map, and checks that they agree after every step. Each operation takes
 // three bytes: what to do, which of eight tokens, and a data length. Commits
 // with an expiry at or before now (the "expired" subset) must act as deletes.
+// A non-zero maxBytes caps the store: then the cap must hold, a refused
+// Commit must change nothing, and every session still held must read back
+// exactly (see checkCapped).
 func FuzzOps(f *testing.F) {
-	f.Add([]byte{0, 1, 5, 5, 1, 0, 4, 1, 0, 2, 1, 0})
-	f.Add([]byte{0, 0, 0, 1, 0, 3, 5, 0, 0, 6, 0, 0, 7, 0, 0})
-	f.Add([]byte{0, 2, 200, 0, 2, 1, 3, 2, 0, 4, 2, 0})
-	f.Fuzz(func(t *testing.T, ops []byte) {
-		m := newStore(t)
+	f.Add(uint16(0), []byte{0, 1, 5, 5, 1, 0, 4, 1, 0, 2, 1, 0})
+	f.Add(uint16(0), []byte{0, 0, 0, 1, 0, 3, 5, 0, 0, 6, 0, 0, 7, 0, 0})
+	f.Add(uint16(0), []byte{0, 2, 200, 0, 2, 1, 3, 2, 0, 4, 2, 0})
+	f.Add(uint16(1000), []byte{0, 1, 200, 0, 2, 200, 0, 3, 200, 0, 4, 200, 5, 0, 0, 6, 0, 0})
+	f.Add(uint16(200), []byte{0, 1, 10, 0, 1, 255, 0, 2, 10, 5, 0, 0})
+	f.Fuzz(func(t *testing.T, maxBytes uint16, ops []byte) {
+		m := newCappedStore(t, int64(maxBytes))
 		model := map[string][]byte{}
 		past := []time.Time{{}, time.Now().Add(-time.Hour), time.Now().Add(-time.Nanosecond)}
 		for len(ops) >= 3 {
@@ -527,8 +533,16 @@ func FuzzOps(f *testing.F) {
 			data := bytes.Repeat([]byte{byte(size)}, size)
 			switch op {
 			case 0, 1: // commit, live
-				mustCommit(t, m, token, data, inAnHour())
-				model[token] = data
+				err := m.Commit(token, data, inAnHour())
+				switch {
+				case err == nil:
+					model[token] = data
+				case maxBytes == 0 || !errors.Is(err, memstore.ErrTooLarge):
+					t.Fatalf("Commit(%q) of %d bytes: %v", token, size, err)
+				}
+				if maxBytes > 0 {
+					checkCapped(t, m, model)
+				}
 			case 2, 3: // commit, already expired
 				mustCommit(t, m, token, data, past[size%len(past)])
 				delete(model, token)

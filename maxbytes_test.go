@@ -1,0 +1,288 @@
+// SPDX-License-Identifier: MIT
+
+package memstore_test
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/golangcollege/memstore"
+)
+
+// newCappedStore returns a store without a janitor capped at maxBytes,
+// closed when the test ends.
+func newCappedStore(t testing.TB, maxBytes int64) *memstore.MemStore {
+	m := memstore.New(0, memstore.WithMaxBytes(maxBytes))
+	t.Cleanup(func() { m.Close() })
+	return m
+}
+
+func heapAfterGC() uint64 {
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.HeapAlloc
+}
+
+func TestNoCapByDefault(t *testing.T) {
+	for _, m := range []*memstore.MemStore{newStore(t), newCappedStore(t, 0), newCappedStore(t, -1)} {
+		big := make([]byte, 1<<20)
+		for i := range 64 {
+			mustCommit(t, m, fmt.Sprint(i), big, inAnHour())
+		}
+		if st := m.Stats(); st.MaxBytes != 0 || st.Sessions != 64 || st.Evicted != 0 || st.Bytes < 64<<20 {
+			t.Fatalf("Stats = %+v; want 64 sessions of 1 MiB, no cap, nothing evicted", st)
+		}
+	}
+}
+
+func TestBytesAccounting(t *testing.T) {
+	m := newStore(t)
+	mustCommit(t, m, "tok", make([]byte, 10), inAnHour())
+	one := m.Stats().Bytes
+	if one < 13 {
+		t.Fatalf("Bytes = %d for a 3-byte token and 10 bytes of data; want at least 13", one)
+	}
+	mustCommit(t, m, "tok", make([]byte, 30), inAnHour())
+	if got := m.Stats().Bytes; got != one+20 {
+		t.Fatalf("Bytes = %d after growing the data by 20; want %d", got, one+20)
+	}
+	mustCommit(t, m, "tok2", make([]byte, 30), inAnHour())
+	if got := m.Stats().Bytes; got != 2*(one+20)+1 {
+		t.Fatalf("Bytes = %d with two entries; want %d", got, 2*(one+20)+1)
+	}
+	m.Delete("tok")
+	mustCommit(t, m, "tok2", nil, time.Now().Add(-time.Second))
+	if st := m.Stats(); st.Bytes != 0 || st.Sessions != 0 {
+		t.Fatalf("Stats = %+v after removing everything; want 0 bytes, 0 sessions", st)
+	}
+}
+
+func TestTooLargeLeavesTheStoreAsItWas(t *testing.T) {
+	m := newCappedStore(t, 4096)
+	mustCommit(t, m, "tok", []byte("small"), inAnHour())
+	mustCommit(t, m, "other", []byte("kept"), inAnHour())
+	before := m.Stats()
+
+	for _, token := range []string{"tok", "new"} {
+		err := m.Commit(token, make([]byte, 5000), inAnHour())
+		if !errors.Is(err, memstore.ErrTooLarge) {
+			t.Fatalf("Commit(%q) of 5000 bytes under a 4096-byte cap = %v; want ErrTooLarge", token, err)
+		}
+	}
+	mustFind(t, m, "tok", []byte("small"))
+	mustFind(t, m, "other", []byte("kept"))
+	mustMiss(t, m, "new")
+	if after := m.Stats(); after != before {
+		t.Fatalf("Stats = %+v after refused commits; want unchanged %+v", after, before)
+	}
+}
+
+// TestFlood commits a million new sessions from several goroutines into an
+// 8 MiB cap: the store must stay within it, and keep working.
+func TestFlood(t *testing.T) {
+	const (
+		maxBytes = 8 << 20
+		sessions = 1_000_000
+		workers  = 4
+	)
+	heapBefore := heapAfterGC()
+	m := newCappedStore(t, maxBytes)
+	data := make([]byte, 200)
+
+	var over atomic.Int64 // the first accounted size seen above the cap
+	stop := make(chan struct{})
+	watched := make(chan struct{})
+	go func() { // watch the accounted bytes the whole time
+		defer close(watched)
+		for {
+			if st := m.Stats(); st.Bytes > maxBytes {
+				over.CompareAndSwap(0, st.Bytes)
+			}
+			select {
+			case <-stop:
+				return
+			default:
+				runtime.Gosched()
+			}
+		}
+	}()
+
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < sessions; i += workers {
+				if err := m.Commit(fmt.Sprintf("%043d", i), data, inAnHour()); err != nil {
+					t.Errorf("Commit: %v", err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(stop)
+	<-watched
+
+	if b := over.Load(); b != 0 {
+		t.Errorf("accounted bytes reached %d; the cap is %d", b, maxBytes)
+	}
+	st := m.Stats()
+	if st.Bytes > maxBytes || st.Sessions == 0 {
+		t.Errorf("Stats = %+v; want a non-empty store within the cap", st)
+	}
+	if st.Evicted != uint64(sessions-st.Sessions) || st.Expired != 0 {
+		t.Errorf("Evicted = %d, Expired = %d with %d held of %d committed; want Evicted = %d, Expired = 0",
+			st.Evicted, st.Expired, st.Sessions, sessions, sessions-st.Sessions)
+	}
+	heapGrowth := int64(heapAfterGC()) - int64(heapBefore)
+	if heapGrowth > 3*maxBytes {
+		t.Errorf("heap grew by %d bytes; want within 3x the %d-byte cap", heapGrowth, maxBytes)
+	}
+	runtime.KeepAlive(m)
+}
+
+func TestEvictionPrefersSoonestExpiry(t *testing.T) {
+	m := newCappedStore(t, 2<<20)
+	data := make([]byte, 100)
+	minute, day := time.Now().Add(time.Minute), time.Now().Add(24*time.Hour)
+	for i := range 40_000 {
+		expiry := minute
+		if i%2 == 1 {
+			expiry = day
+		}
+		mustCommit(t, m, fmt.Sprint(i), data, expiry)
+	}
+	all, _ := m.All()
+	daily := 0
+	for i := 1; i < 40_000; i += 2 {
+		if _, ok := all[fmt.Sprint(i)]; ok {
+			daily++
+		}
+	}
+	if len(all) < 5000 || daily*5 < len(all)*4 {
+		t.Fatalf("%d of the %d sessions held expire in a day; want at least 4 in 5", daily, len(all))
+	}
+	t.Logf("%d of %d held sessions (%.1f%%) are the one-day half", daily, len(all), 100*float64(daily)/float64(len(all)))
+}
+
+func TestExpiredSessionsAreEvictedFirst(t *testing.T) {
+	const maxBytes = 1 << 20
+	m := newCappedStore(t, maxBytes) // no janitor: only making room removes expired entries
+	data := make([]byte, 100)
+	for i := 0; m.Stats().Bytes < maxBytes*9/10; i++ {
+		mustCommit(t, m, fmt.Sprint("short", i), data, time.Now().Add(shortLife))
+	}
+	expiring := m.Stats().Sessions
+	eventually(t, "expired", func() bool { all, _ := m.All(); return len(all) == 0 })
+
+	// Commit live sessions while at least half of what is held has expired.
+	for i := 0; ; i++ {
+		st := m.Stats()
+		if stillHeld := expiring - int(st.Expired); stillHeld*2 < st.Sessions {
+			break
+		}
+		mustCommit(t, m, fmt.Sprint("live", i), data, inAnHour())
+	}
+	st := m.Stats()
+	if st.Expired == 0 || st.Evicted*20 >= st.Expired+st.Evicted {
+		t.Fatalf("%d live and %d expired sessions removed to make room; want under 5%% live", st.Evicted, st.Expired)
+	}
+}
+
+func TestStatsCountWhatHappened(t *testing.T) {
+	const maxBytes = 1 << 20 // about a quarter of what is committed
+	m := memstore.New(time.Millisecond, memstore.WithMaxBytes(maxBytes))
+	defer m.Close()
+
+	stop := make(chan struct{})
+	watched := make(chan struct{})
+	go func() { // counters only grow
+		defer close(watched)
+		var last memstore.Stats
+		for {
+			st := m.Stats()
+			if st.Expired < last.Expired || st.Evicted < last.Evicted || st.Sweeps < last.Sweeps {
+				t.Errorf("counters went back: %+v after %+v", st, last)
+			}
+			if st.Bytes > maxBytes || st.MaxBytes != maxBytes {
+				t.Errorf("Stats = %+v; want Bytes within MaxBytes = %d", st, maxBytes)
+			}
+			last = st
+			select {
+			case <-stop:
+				return
+			default:
+				runtime.Gosched()
+			}
+		}
+	}()
+
+	const workers, each = 4, 5000
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				expiry := inAnHour() // more than fits: evictions
+				if i >= each*3/4 {
+					expiry = time.Now().Add(shortLife) // the last ones committed expire
+				}
+				mustCommit(t, m, fmt.Sprint(w, "-", i), make([]byte, 50), expiry)
+			}
+		}()
+	}
+	wg.Wait()
+	allExpired := time.Now().Add(shortLife)
+	eventually(t, "swept", func() bool {
+		all, _ := m.All()
+		return time.Now().After(allExpired) && len(all) == m.Len()
+	})
+	close(stop)
+	<-watched
+
+	st := m.Stats()
+	if got := uint64(st.Sessions) + st.Expired + st.Evicted; got != workers*each {
+		t.Errorf("held %d + expired %d + evicted %d = %d; want the %d committed", st.Sessions, st.Expired, st.Evicted, got, workers*each)
+	}
+	if st.Evicted == 0 || st.Expired == 0 || st.LastSweep <= 0 || st.LastSweepLongestHold <= 0 || st.LastSweepLongestHold > st.LastSweep {
+		t.Errorf("Stats = %+v; want evictions, expirations, and timed sweeps", st)
+	}
+
+	m.Close()
+	closed := m.Stats()
+	if closed.Expired < st.Expired || closed.Evicted != st.Evicted || closed.Sweeps < st.Sweeps {
+		t.Errorf("Stats after Close = %+v; want the counters kept from %+v", closed, st)
+	}
+	time.Sleep(20 * time.Millisecond) // twenty janitor intervals
+	if later := m.Stats(); later != closed {
+		t.Errorf("Stats changed after Close, from %+v to %+v; want no more sweeps", closed, later)
+	}
+}
+
+// checkCapped reconciles model with a capped store after a step of FuzzOps:
+// the cap holds, and every session still held reads back exactly. Sessions
+// the store evicted leave the model.
+func checkCapped(t *testing.T, m *memstore.MemStore, model map[string][]byte) {
+	t.Helper()
+	if st := m.Stats(); st.Bytes > st.MaxBytes {
+		t.Fatalf("Bytes = %d over the cap of %d", st.Bytes, st.MaxBytes)
+	}
+	for tok, want := range model {
+		got, found, err := m.Find(tok)
+		if err != nil || (found && !bytes.Equal(got, want)) {
+			t.Fatalf("Find(%q) = %q, %v, %v; want %q or an eviction", tok, got, found, err, want)
+		}
+		if !found {
+			delete(model, tok)
+		}
+	}
+}
