@@ -1,0 +1,159 @@
+// SPDX-License-Identifier: MIT
+
+package storetest
+
+import (
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// benchSessions is how many sessions the store holds in the benchmarks that
+// fill it.
+const benchSessions = 10_000
+
+// benchPayload is the data of every session the benchmarks commit: the gob
+// encoding that scs's default codec makes of a session holding a deadline, a
+// user ID and a preference, 157 bytes.
+var benchPayload = sync.OnceValue(func() []byte {
+	return session(time.Now().Add(24*time.Hour), map[string]any{
+		"userID": 1234567,
+		"theme":  "dark",
+	})
+})
+
+// Bench measures the store that newStore returns with the standard workloads,
+// as sub-benchmarks with fixed names: find-hit, find-miss, commit, churn,
+// parallel-mixed-90-10, and all-10k when the store has an All method (the
+// package documentation describes them). Each reports allocations.
+//
+// Each sub-benchmark calls newStore itself, with its own b, and fills the
+// fresh store outside the timed loop; register closing it with b.Cleanup
+// inside newStore. The sessions a sub-benchmark commits are deleted when it
+// ends, outside the timing, before that cleanup runs.
+//
+// Since the names never change, benchstat lines up the results of any two
+// stores run through Bench.
+func Bench(b *testing.B, newStore func(b *testing.B) Store) {
+	b.Run("find-hit", func(b *testing.B) {
+		s := newStore(b)
+		toks := fill(b, s)
+		b.ReportAllocs()
+		for i := 0; b.Loop(); i++ {
+			if _, found, err := s.Find(toks[i%len(toks)]); err != nil || !found {
+				b.Fatalf("Find of a live session = found %v, error %v; want true, nil", found, err)
+			}
+		}
+	})
+	b.Run("find-miss", func(b *testing.B) {
+		s := newStore(b)
+		fill(b, s)
+		unknown := benchTokens(benchSessions)
+		b.ReportAllocs()
+		for i := 0; b.Loop(); i++ {
+			if _, found, err := s.Find(unknown[i%len(unknown)]); err != nil || found {
+				b.Fatalf("Find of an unknown token = found %v, error %v; want false, nil", found, err)
+			}
+		}
+	})
+	b.Run("commit", func(b *testing.B) {
+		s := newStore(b)
+		toks := fill(b, s)
+		payload, expiry := benchPayload(), time.Now().Add(time.Hour)
+		b.ReportAllocs()
+		for i := 0; b.Loop(); i++ {
+			if err := s.Commit(toks[i%len(toks)], payload, expiry); err != nil {
+				b.Fatalf("Commit: %v", err)
+			}
+		}
+	})
+	b.Run("churn", func(b *testing.B) {
+		s := newStore(b)
+		toks := benchTokens(benchSessions)
+		b.Cleanup(func() { deleteAll(s, toks) })
+		payload, expiry := benchPayload(), time.Now().Add(time.Hour)
+		b.ReportAllocs()
+		for i := 0; b.Loop(); i++ {
+			tok := toks[i%len(toks)]
+			if err := s.Commit(tok, payload, expiry); err != nil {
+				b.Fatalf("Commit: %v", err)
+			}
+			if _, found, err := s.Find(tok); err != nil || !found {
+				b.Fatalf("Find of a session just committed = found %v, error %v; want true, nil", found, err)
+			}
+			if err := s.Delete(tok); err != nil {
+				b.Fatalf("Delete: %v", err)
+			}
+		}
+	})
+	b.Run("parallel-mixed-90-10", func(b *testing.B) {
+		s := newStore(b)
+		toks := fill(b, s)
+		payload, expiry := benchPayload(), time.Now().Add(time.Hour)
+		var goroutines atomic.Int64
+		b.ReportAllocs()
+		b.ResetTimer()
+		b.RunParallel(func(pb *testing.PB) {
+			i := int(goroutines.Add(1)) * 7919 // each goroutine starts elsewhere
+			for ; pb.Next(); i++ {
+				tok := toks[i%len(toks)]
+				if i%10 == 0 {
+					if err := s.Commit(tok, payload, expiry); err != nil {
+						b.Errorf("Commit: %v", err)
+						return
+					}
+				} else if _, found, err := s.Find(tok); err != nil || !found {
+					b.Errorf("Find of a live session = found %v, error %v; want true, nil", found, err)
+					return
+				}
+			}
+		})
+	})
+	b.Run("all-10k", func(b *testing.B) {
+		s := newStore(b)
+		st, ok := s.(iterableStore)
+		if !ok {
+			b.Skip("the store has no All method (scs's IterableStore)")
+		}
+		fill(b, s)
+		b.ReportAllocs()
+		for b.Loop() {
+			all, err := st.All()
+			if err != nil || len(all) < benchSessions {
+				b.Fatalf("All() = %d sessions, error %v; want at least %d, nil", len(all), err, benchSessions)
+			}
+		}
+	})
+}
+
+// fill commits benchSessions live sessions to s and returns their tokens.
+// They are deleted when the benchmark ends.
+func fill(b *testing.B, s Store) []string {
+	b.Helper()
+	toks := benchTokens(benchSessions)
+	b.Cleanup(func() { deleteAll(s, toks) })
+	payload, expiry := benchPayload(), time.Now().Add(time.Hour)
+	for _, tok := range toks {
+		if err := s.Commit(tok, payload, expiry); err != nil {
+			b.Fatalf("filling the store: Commit: %v", err)
+		}
+	}
+	return toks
+}
+
+// benchTokens returns n new random tokens shaped like scs's.
+func benchTokens(n int) []string {
+	toks := make([]string, n)
+	for i := range toks {
+		toks[i] = newToken()
+	}
+	return toks
+}
+
+// deleteAll deletes every token in toks, ignoring errors.
+func deleteAll(s Store, toks []string) {
+	for _, tok := range toks {
+		_ = s.Delete(tok) // tidying up: a failing Delete fails the rules, not the benchmarks
+	}
+}

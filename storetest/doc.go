@@ -1,0 +1,99 @@
+// SPDX-License-Identifier: MIT
+
+// Package storetest checks that a session store for the scs session manager
+// (github.com/alexedwards/scs/v2) keeps scs's store contract, and measures it
+// with workloads that any other store can be measured with too.
+//
+// It imports nothing outside the standard library, and its Store interface has
+// exactly the method set of scs's Store: any scs store satisfies it without
+// importing this package or scs.
+//
+// # Testing a store
+//
+// A store author adds one test and one benchmark to the store's package:
+//
+//	func TestStore(t *testing.T) {
+//		storetest.Run(t, func(t *testing.T) storetest.Store { return mystore.New() })
+//	}
+//
+//	func BenchmarkStore(b *testing.B) {
+//		storetest.Bench(b, func(b *testing.B) storetest.Store { return mystore.New() })
+//	}
+//
+// Run and Bench call the function they are given once per subtest or
+// sub-benchmark, with that subtest's t or b, so every rule starts from a fresh
+// store. A store that needs closing or a connection that needs releasing
+// registers that with t.Cleanup or b.Cleanup inside the function: it then runs
+// when that subtest ends. The kit deletes every session it created before
+// then, so a store over a shared backend (one Redis server for every run) is
+// left as it was found.
+//
+// # The rules
+//
+// Run runs one subtest per rule of scs's store contract, named after the rule,
+// so a failure names the rule the store breaks:
+//
+//   - unknown-token-not-found: Find of a token never committed gives
+//     found == false and a nil error.
+//   - malformed-token-not-found: so does Find of a tampered or malformed token
+//     (empty, truncated, extended, one character changed, glob and SQL
+//     wildcards, quotes, 4 KiB long), and the session it was made from is
+//     left intact.
+//   - round-trip: Find gives back exactly the bytes committed, binary bytes
+//     included, for each of many tokens.
+//   - overwrite-replaces-data-and-expiry: a second Commit of a token replaces
+//     its data (longer or shorter) and its expiry (earlier or later).
+//   - delete-removes-session: after Delete the token is not found, and no other
+//     session is touched.
+//   - delete-unknown-token-is-nil-no-op: Delete of a token that is not held
+//     returns nil and changes nothing.
+//   - not-found-after-expiry: a session is found before its expiry and not
+//     after it.
+//   - past-expiry-never-found: a Commit with an expiry in the past returns nil,
+//     and the session is not found, nor listed by All, whether the token was
+//     new or held a live session.
+//   - all-returns-non-nil-map-of-live-sessions: All gives a non-nil map, even
+//     for an empty store, with every live session's data and no expired,
+//     deleted or past-expiry one. Skipped when the store has no All method.
+//   - ctx-methods-behave-like-plain-ones: FindCtx, CommitCtx, DeleteCtx and
+//     AllCtx, given a live context, do what Find, Commit, Delete and All do,
+//     on the same sessions. Skipped when the store has none of them.
+//   - concurrent-clients-read-own-writes: clients committing and finding on
+//     distinct tokens at the same time each read back their own last write.
+//
+// Tokens are 43 characters of base64 from crypto/rand, shaped like scs's own
+// and new in every run, so runs sharing a backend never collide. The kit never
+// modifies a slice after passing it to Commit, nor one that Find or All
+// returned.
+//
+// # Timing
+//
+// The expiry rules commit sessions that live two seconds and allow a store to
+// expire them up to one second early or late, so a backend whose expiry has
+// one-second granularity passes; beyond that, a store has five more seconds
+// before Find must stop finding an expired session. No check depends on how
+// quickly the test itself runs, so a loaded machine does not make them fail.
+// Waiting for those expiries makes Run take about ten seconds.
+//
+// # Benchmarks
+//
+// Bench runs the standard workloads as sub-benchmarks with fixed names, each
+// reporting allocations, on stores holding 10,000 sessions whose data is a real
+// scs session's gob encoding (157 bytes: a deadline and two values):
+//
+//   - find-hit: Find of a live session.
+//   - find-miss: Find of a token the store does not hold.
+//   - commit: Commit over a live session, as scs does at the end of every
+//     request that changed a session.
+//   - churn: Commit, Find and Delete of one session, its whole life.
+//   - parallel-mixed-90-10: Find and Commit from GOMAXPROCS goroutines at
+//     once, nine finds to a commit.
+//   - all-10k: All over the 10,000 sessions; skipped when the store has no All
+//     method.
+//
+// Because the names are fixed, benchstat lines up any two stores run through
+// Bench. Wrap each store in a sub-benchmark named store=NAME and compare them
+// in one run with benchstat's -col /store, or run each into its own file, from
+// benchmarks of the same name, and give benchstat both files, with -ignore pkg
+// when they come from different packages.
+package storetest
