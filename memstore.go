@@ -14,10 +14,14 @@
 // # When not to use it
 //
 // Sessions live in the memory of one process. They are lost when the process
-// stops, and two processes behind a load balancer do not share them. Use it
-// where that is acceptable, or where a single process is all there is. When it
-// is not, any scs store backed by Redis or PostgreSQL has the same interface:
+// stops, unless it saves them with WriteFile and restores them with ReadFile,
+// and two processes behind a load balancer do not share them. Use it where
+// that is acceptable, or where a single process is all there is. When it is
+// not, any scs store backed by Redis or PostgreSQL has the same interface:
 // changing the store is a one-line change.
+//
+// Under a flood of new sessions a store grows without limit unless a cap is
+// set with WithMaxBytes; Stats reports what it holds.
 //
 // # Expiry and clocks
 //
