@@ -34,8 +34,8 @@ func entrySize(token string, e entry) int64 {
 // maxmemory-samples default.
 const evictionSamples = 5
 
-// makeRoomLocked removes entries until need more bytes fit under the cap, if
-// there is one. m.mu must be held for writing.
+// makeRoomLocked removes entries until need more bytes fit under the cap.
+// m.mu must be held for writing.
 //
 // Each round samples a few entries from a random place in the map (Go starts
 // every map iteration at a random place). Expired entries it meets go first,
@@ -43,9 +43,6 @@ const evictionSamples = 5
 // those sampled so far goes, as Redis's volatile-ttl policy does. The cost is
 // a few map steps per entry removed, whatever the store's size.
 func (m *MemStore) makeRoomLocked(need int64) {
-	if m.maxBytes == 0 {
-		return
-	}
 	now := m.now()
 	for m.bytes+need > m.maxBytes {
 		if !m.sampleLocked(now) {

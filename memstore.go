@@ -252,11 +252,17 @@ func (m *MemStore) expiry(e entry) time.Time {
 // insertion goes through here.
 func (m *MemStore) putLocked(token string, e entry) error {
 	size := entrySize(token, e)
-	if m.maxBytes > 0 && size > m.maxBytes {
+	switch {
+	case m.maxBytes == 0: // overwrite in place: the common case costs one lookup less
+		if old, ok := m.items[token]; ok {
+			m.bytes -= entrySize(token, old)
+		}
+	case size > m.maxBytes:
 		return fmt.Errorf("%w: a session of %d bytes under a cap of %d", ErrTooLarge, size, m.maxBytes)
+	default:
+		m.removeLocked(token) // what it held must neither take room nor be evicted for the new entry
+		m.makeRoomLocked(size)
 	}
-	m.removeLocked(token) // what it held must neither take room nor be evicted for the new entry
-	m.makeRoomLocked(size)
 	m.items[token] = e
 	m.bytes += size
 	return nil
