@@ -1,0 +1,619 @@
+// SPDX-License-Identifier: MIT
+
+package integration
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"fmt"
+	"io"
+	"math"
+	"math/bits"
+	"net/http"
+	"net/http/httptest"
+	"reflect"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/alexedwards/scs/v2"
+	scsmemstore "github.com/alexedwards/scs/v2/memstore"
+	"github.com/golangcollege/memstore"
+	"github.com/patrickmn/go-cache"
+)
+
+// The side-by-side benchmarks run every workload against three stores, as
+// sub-benchmarks named store=memstore (this module's store), store=scs-memstore
+// (scs v2's own memstore) and store=go-cache (the original design), so that
+// benchstat lines them up from one run:
+//
+//	go test -run '^$' -bench . -count 6 > new.txt && benchstat -col /store new.txt
+
+// store is what the workloads need of a session store: scs.Store.
+type store = scs.Store
+
+// contender is one of the stores compared.
+type contender struct {
+	name string
+	// open returns a new, empty store whose janitor (if any) runs every
+	// cleanup (0: none); held, which counts the sessions it holds, expired
+	// ones included; and close, which stops the janitor. For scs-memstore
+	// with a janitor, close must come after its first sweep: see scsHeld.
+	open func(tb testing.TB, cleanup time.Duration) (s store, held func() int, close func())
+}
+
+var contenders = []contender{
+	{"memstore", func(tb testing.TB, cleanup time.Duration) (store, func() int, func()) {
+		m := memstore.New(cleanup)
+		return m, m.Len, func() { m.Close() }
+	}},
+	{"scs-memstore", func(tb testing.TB, cleanup time.Duration) (store, func() int, func()) {
+		m := scsmemstore.NewWithCleanupInterval(cleanup)
+		held := scsHeld(tb, m)
+		return m, held, func() {
+			if cleanup > 0 {
+				held() // see scsHeld
+				m.StopCleanup()
+			}
+		}
+	}},
+	{"go-cache", func(tb testing.TB, cleanup time.Duration) (store, func() int, func()) {
+		c := newCacheStore(cleanup)
+		// go-cache stops its janitor when the Cache is garbage-collected.
+		return c, c.c.ItemCount, func() {}
+	}},
+}
+
+// benchStores runs bench once per contender, as a sub-benchmark named
+// store=NAME, with a store that has no janitor.
+func benchStores(b *testing.B, bench func(b *testing.B, s store)) {
+	for _, c := range contenders {
+		b.Run("store="+c.name, func(b *testing.B) {
+			s, _, closeStore := c.open(b, 0)
+			defer closeStore()
+			bench(b, s)
+		})
+	}
+}
+
+// cacheStore is the original design, as the first memstore engine built it:
+// a github.com/patrickmn/go-cache Cache, whose values are interface{}s.
+type cacheStore struct{ c *cache.Cache }
+
+// newCacheStore returns an empty cacheStore whose go-cache janitor runs every
+// cleanupInterval (0: none).
+func newCacheStore(cleanupInterval time.Duration) *cacheStore {
+	return &cacheStore{cache.New(cache.NoExpiration, cleanupInterval)}
+}
+
+// Find returns the slice stored under token, unboxed.
+func (s *cacheStore) Find(token string) ([]byte, bool, error) {
+	v, found := s.c.Get(token)
+	if !found {
+		return nil, false, nil
+	}
+	return v.([]byte), true, nil
+}
+
+// Commit keeps the caller's slice, boxed in an interface. Like the original,
+// it passes the remaining lifetime on as is: go-cache treats one of zero or
+// less as "never expires", a bug of that design that no workload here hits.
+func (s *cacheStore) Commit(token string, b []byte, expiry time.Time) error {
+	s.c.Set(token, b, time.Until(expiry))
+	return nil
+}
+
+// Delete removes token.
+func (s *cacheStore) Delete(token string) error {
+	s.c.Delete(token)
+	return nil
+}
+
+// scsHeld returns a function that counts the sessions an scs v2 memstore
+// holds, expired ones included, under the store's own read lock. scs's
+// memstore exports no such count and no way to know that a sweep is done, so
+// this reads its unexported items map and mu lock through reflect (checked:
+// the benchmark fails if scs's fields change).
+//
+// Taking that lock after the janitor's first sweep also orders the
+// janitor's start, where it sets the channel StopCleanup reads, before a
+// StopCleanup: scs's StopCleanup otherwise races with that start, and called
+// before it does nothing, leaving the goroutine and the store alive.
+func scsHeld(tb testing.TB, m *scsmemstore.MemStore) func() int {
+	v := reflect.ValueOf(m).Elem()
+	items, mu := v.FieldByName("items"), v.FieldByName("mu")
+	if !items.IsValid() || items.Kind() != reflect.Map || !mu.IsValid() || mu.Type() != reflect.TypeFor[sync.RWMutex]() {
+		tb.Fatalf("scs's memstore.MemStore no longer has fields items (a map) and mu (a sync.RWMutex): update scsHeld")
+	}
+	lock := (*sync.RWMutex)(mu.Addr().UnsafePointer())
+	return func() int {
+		lock.RLock()
+		defer lock.RUnlock()
+		return items.Len()
+	}
+}
+
+// encode returns the session scs's own GobCodec makes of values, expiring in
+// a day: a fresh slice, with the capacity the codec's bytes.Buffer grew to.
+func encode(values map[string]any) []byte {
+	b, err := scs.GobCodec{}.Encode(time.Now().Add(24*time.Hour).UTC(), values)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+// sessionShapes are the sessions that the heap benchmark stores: the
+// example's (149 bytes in a 256-byte array) and a logged-in user's.
+var sessionShapes = []struct {
+	name   string
+	values map[string]any
+}{
+	{"hello", map[string]any{"message": "Hello world!"}},
+	{"login", map[string]any{
+		"userID": 4217,
+		"flash":  "Your changes were saved.",
+		"csrf":   "Q2hhbmdlIHRoaXMgdG9rZW4gb24gZXZlcnkgbG9naW4",
+	}},
+}
+
+// payload is a real scs session, the example's, for the workloads that need
+// one: every store is handed the same slice.
+var payload = encode(map[string]any{"message": "Hello world!"})
+
+// tokens returns n distinct tokens as long as scs's (43 characters).
+func tokens(n int) []string {
+	t := make([]string, n)
+	for i := range t {
+		t[i] = fmt.Sprintf("%043d", i)
+	}
+	return t
+}
+
+// newToken returns a token made as scs makes them: 32 random bytes, base64.
+func newToken() string {
+	var b [32]byte
+	rand.Read(b[:])
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// fill commits payload under every token in toks, expiring at expiry.
+func fill(b *testing.B, s store, toks []string, expiry time.Time) {
+	b.Helper()
+	for _, tok := range toks {
+		if err := s.Commit(tok, payload, expiry); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkFind: a Find that hits, in a store of 10,000 sessions.
+func BenchmarkFind(b *testing.B) {
+	toks := tokens(10_000)
+	benchStores(b, func(b *testing.B, s store) {
+		fill(b, s, toks, time.Now().Add(time.Hour))
+		b.ReportAllocs()
+		for i := 0; b.Loop(); i++ {
+			s.Find(toks[i%len(toks)])
+		}
+	})
+}
+
+// BenchmarkCommit: a Commit that overwrites one of 10,000 sessions, as scs
+// does at the end of every request that changed a session.
+func BenchmarkCommit(b *testing.B) {
+	toks := tokens(10_000)
+	benchStores(b, func(b *testing.B, s store) {
+		expiry := time.Now().Add(time.Hour)
+		fill(b, s, toks, expiry)
+		b.ReportAllocs()
+		for i := 0; b.Loop(); i++ {
+			s.Commit(toks[i%len(toks)], payload, expiry)
+		}
+	})
+}
+
+// BenchmarkChurn: a session's whole life, Commit, Find, Delete.
+func BenchmarkChurn(b *testing.B) {
+	toks := tokens(100_000)
+	benchStores(b, func(b *testing.B, s store) {
+		expiry := time.Now().Add(time.Hour)
+		b.ReportAllocs()
+		for i := 0; b.Loop(); i++ {
+			tok := toks[i%len(toks)]
+			s.Commit(tok, payload, expiry)
+			s.Find(tok)
+			s.Delete(tok)
+		}
+	})
+}
+
+// BenchmarkParallelMixed: every core doing nine Finds to one Commit over
+// 10,000 sessions.
+func BenchmarkParallelMixed(b *testing.B) {
+	toks := tokens(10_000)
+	benchStores(b, func(b *testing.B, s store) {
+		expiry := time.Now().Add(time.Hour)
+		fill(b, s, toks, expiry)
+		b.ReportAllocs()
+		b.ResetTimer()
+		b.RunParallel(func(pb *testing.PB) {
+			for i := 0; pb.Next(); i++ {
+				tok := toks[(i*7919)%len(toks)]
+				if i%10 == 0 {
+					s.Commit(tok, payload, expiry)
+				} else {
+					s.Find(tok)
+				}
+			}
+		})
+	})
+}
+
+// BenchmarkHeapPerSession reports the Go heap that each stored session costs
+// (B/session: token, data and the store's share of its map), measured with
+// runtime.ReadMemStats after runtime.GC around committing 100,000 sessions
+// whose data scs's GobCodec encoded, one fresh slice each, as scs hands them
+// over.
+func BenchmarkHeapPerSession(b *testing.B) {
+	const n = 100_000
+	for _, shape := range sessionShapes {
+		sample := encode(shape.values)
+		for _, c := range contenders {
+			b.Run(fmt.Sprintf("session=%s/store=%s", shape.name, c.name), func(b *testing.B) {
+				b.ReportMetric(float64(len(sample)), "data-B")
+				b.ReportMetric(float64(cap(sample)), "codec-cap-B")
+				var total float64
+				for range b.N {
+					total += heapPerSession(b, c, shape.values, n)
+				}
+				b.ReportMetric(total/float64(b.N), "B/session")
+			})
+		}
+	}
+}
+
+// heapPerSession commits n sessions of values to a new store of kind c and
+// returns how much the live heap grew per session.
+//
+// The timer keeps running: with it stopped the framework would see no time
+// pass and raise b.N without bound.
+func heapPerSession(b *testing.B, c contender, values map[string]any, n int) float64 {
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	s, _, closeStore := c.open(b, 0)
+	expiry := time.Now().Add(time.Hour)
+	for range n {
+		if err := s.Commit(newToken(), encode(values), expiry); err != nil {
+			b.Fatal(err)
+		}
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	runtime.KeepAlive(s)
+	closeStore()
+	return float64(int64(after.HeapAlloc)-int64(before.HeapAlloc)) / float64(n)
+}
+
+// BenchmarkLoadAndSave: what a user's browser sees, one request that puts a
+// value in the session and one that gets it back, through scs's LoadAndSave
+// middleware with the store behind it (ServeHTTP, no network), cycling
+// through 10,000 returning users.
+func BenchmarkLoadAndSave(b *testing.B) {
+	const users = 10_000
+	benchStores(b, func(b *testing.B, s store) {
+		sm := scs.New()
+		sm.Store = s
+		mux := http.NewServeMux()
+		mux.HandleFunc("/put", func(w http.ResponseWriter, r *http.Request) {
+			sm.Put(r.Context(), "message", "Hello world!")
+		})
+		mux.HandleFunc("/get", func(w http.ResponseWriter, r *http.Request) {
+			io.WriteString(w, sm.GetString(r.Context(), "message"))
+		})
+		h := sm.LoadAndSave(mux)
+		serve := func(path string, cookie *http.Cookie) *httptest.ResponseRecorder {
+			req := httptest.NewRequest(http.MethodGet, path, nil)
+			if cookie != nil {
+				req.AddCookie(cookie)
+			}
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, req)
+			return rec
+		}
+
+		cookies := make([]*http.Cookie, users)
+		for i := range cookies {
+			rec := serve("/put", nil)
+			cookies[i] = rec.Result().Cookies()[0]
+			cookies[i] = &http.Cookie{Name: cookies[i].Name, Value: cookies[i].Value}
+		}
+		if got := serve("/get", cookies[0]).Body.String(); got != "Hello world!" {
+			b.Fatalf("/get served %q", got)
+		}
+		b.ReportAllocs()
+		for i := 0; b.Loop(); i++ {
+			c := cookies[i%users]
+			serve("/put", c)
+			serve("/get", c)
+		}
+	})
+}
+
+// BenchmarkSweepFindWait measures how long Finds wait while each store's own
+// janitor sweeps 1,000,000 sessions of which half expire shortly after the
+// store is full, and how long they wait in the same store, as full, with no
+// janitor. Metrics, in microseconds: max-µs-sweep and p99.99-µs-sweep, from
+// when the store is full until its janitor has removed the expired half;
+// max-µs-idle and p99.99-µs-idle over as long a time with no janitor; their
+// ratios; window-s, the length of that time in seconds; and Mfinds-sweep,
+// the millions of Finds measured in it.
+func BenchmarkSweepFindWait(b *testing.B) {
+	const n = 1_000_000
+	const cleanup = 100 * time.Millisecond // every store's janitor interval
+	toks := tokens(n)
+	probe := toks[:1000] // what the Finds ask for: sessions that stay
+	for _, c := range contenders {
+		b.Run("store="+c.name, func(b *testing.B) {
+			for range b.N {
+				sweeping, window := sweepWaits(b, c, toks, probe, cleanup)
+				idle := idleWaits(b, c, toks, probe, window)
+				sweeping.report(b, "sweep")
+				idle.report(b, "idle")
+				b.ReportMetric(float64(sweeping.longest)/float64(idle.longest), "max-ratio")
+				b.ReportMetric(float64(sweeping.p9999)/float64(idle.p9999), "p99.99-ratio")
+				b.ReportMetric(window.Seconds(), "window-s")
+				b.ReportMetric(float64(sweeping.calls)/1e6, "Mfinds-sweep")
+			}
+		})
+	}
+}
+
+// sweepWaits measures Finds of probe in a full store of kind c with a janitor
+// every cleanup, from when it is full until the janitor has removed the
+// expired half, and returns what they waited and how long that took. It
+// returns once the store's janitor has stopped, so that it cannot disturb
+// what is measured next.
+func sweepWaits(b *testing.B, c contender, toks, probe []string, cleanup time.Duration) (waits findWaits, window time.Duration) {
+	goroutines := runtime.NumGoroutine()
+	func() {
+		s, held, closeStore, _ := fullStore(b, c, cleanup, toks)
+		defer closeStore()
+		start := time.Now()
+		waits = measureFindWaits(s, probe, func() {
+			for held() > len(toks)/2 {
+				time.Sleep(time.Millisecond)
+			}
+		})
+		window = time.Since(start)
+	}()
+	// go-cache's janitor stops only once its Cache has been collected.
+	for deadline := time.Now().Add(30 * time.Second); runtime.NumGoroutine() > goroutines; {
+		if time.Now().After(deadline) {
+			b.Fatalf("%s: the janitor is still running 30s after the store was dropped", c.name)
+		}
+		runtime.GC()
+		time.Sleep(10 * time.Millisecond)
+	}
+	runtime.GC()
+	return waits, window
+}
+
+// idleWaits measures Finds of probe for window in a full store of kind c with
+// no janitor, once the expiring half has expired.
+func idleWaits(b *testing.B, c contender, toks, probe []string, window time.Duration) findWaits {
+	s, held, closeStore, expiry := fullStore(b, c, 0, toks)
+	defer runtime.GC()
+	defer closeStore()
+	time.Sleep(time.Until(expiry))
+	waits := measureFindWaits(s, probe, func() { time.Sleep(window) })
+	if got := held(); got != len(toks) {
+		b.Fatalf("a store with no janitor holds %d sessions, want %d", got, len(toks))
+	}
+	return waits
+}
+
+// fullStore opens a store of kind c with a janitor every cleanup (0: none)
+// and fills it with toks: the first half live for an hour, the second half
+// expiring together shortly after the last is committed. It returns once the
+// heap is collected (so that no collection runs during a measurement) and
+// before that expiry. When a loaded machine filled it too slowly for that, it
+// tries again with more time to spare.
+func fullStore(b *testing.B, c contender, cleanup time.Duration, toks []string) (s store, held func() int, closeStore func(), expiry time.Time) {
+	half := len(toks) / 2
+	for attempt := 1; ; attempt++ {
+		s, held, closeStore = c.open(b, cleanup)
+		start := time.Now()
+		fill(b, s, toks[:half], start.Add(time.Hour))
+		first := time.Since(start)
+		// The second half takes longer than the first (a bigger map, more
+		// to collect, a janitor walking more), but not three times as long.
+		expiry = time.Now().Add(time.Duration(3*attempt)*first + time.Duration(attempt)*500*time.Millisecond)
+		fill(b, s, toks[half:], expiry)
+		runtime.GC()
+		if time.Until(expiry) > 10*time.Millisecond {
+			return s, held, closeStore, expiry
+		}
+		closeStore()
+		if attempt == 3 {
+			b.Fatalf("%s: sessions expired before the store was full, %d times (first half: %v)", c.name, attempt, first)
+		}
+		b.Logf("%s: sessions expired before the store was full (first half: %v); trying again", c.name, first)
+	}
+}
+
+// findWaits is what one goroutine saw while calling Find in a tight loop.
+type findWaits struct {
+	longest time.Duration
+	p9999   time.Duration // to within 1/8 of its value: see waitHistogram
+	calls   int
+}
+
+// waitHistogram counts durations in buckets 1/8 of a power of two wide, so
+// that counting millions of calls allocates nothing (no garbage collection
+// adds to the waits it measures) and a percentile is off by at most 12.5%.
+type waitHistogram [64 * 8]int
+
+// waitBucket returns the bucket that d falls in.
+func waitBucket(d time.Duration) int {
+	n := uint64(max(d, 1))
+	exp := bits.Len64(n) - 1 // 2^exp <= n < 2^(exp+1)
+	if exp < 3 {
+		return int(n)
+	}
+	return exp*8 + int(n>>(exp-3)&7)
+}
+
+// bucketTop is the largest duration that falls in bucket i.
+func bucketTop(i int) time.Duration {
+	if i < 8 {
+		return time.Duration(i)
+	}
+	exp, eighth := i/8, i%8
+	return time.Duration((8+uint64(eighth)+1)<<(exp-3) - 1)
+}
+
+// total is the number of durations counted.
+func (h *waitHistogram) total() int {
+	total := 0
+	for _, n := range h {
+		total += n
+	}
+	return total
+}
+
+// percentile returns the duration at or below which fraction q of the calls fell.
+func (h *waitHistogram) percentile(q float64) time.Duration {
+	rank := int(math.Ceil(q * float64(h.total())))
+	for i, n := range h {
+		if rank -= n; rank <= 0 {
+			return bucketTop(i)
+		}
+	}
+	return 0
+}
+
+// measureFindWaits calls s.Find on toks, round and round from one goroutine,
+// for as long as during runs, and returns how long the calls took.
+func measureFindWaits(s store, toks []string, during func()) findWaits {
+	var hist waitHistogram
+	var longest time.Duration
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			start := time.Now()
+			s.Find(toks[i%len(toks)])
+			wait := time.Since(start)
+			hist[waitBucket(wait)]++
+			longest = max(longest, wait)
+		}
+	}()
+	during()
+	close(stop)
+	<-done
+	return findWaits{longest: longest, p9999: hist.percentile(0.9999), calls: hist.total()}
+}
+
+// report records w as metrics named after what ran beside the Finds.
+func (w findWaits) report(b *testing.B, beside string) {
+	b.ReportMetric(float64(w.longest)/float64(time.Microsecond), "max-µs-"+beside)
+	b.ReportMetric(float64(w.p9999)/float64(time.Microsecond), "p99.99-µs-"+beside)
+}
+
+// TestContenders checks the machinery the benchmarks stand on: each store
+// compared keeps, expires and deletes sessions as scs expects, and its held
+// count sees what it holds, expired sessions included, until a sweep.
+func TestContenders(t *testing.T) {
+	for _, c := range contenders {
+		t.Run("store="+c.name, func(t *testing.T) {
+			s, held, closeStore := c.open(t, 0)
+			defer closeStore()
+			if err := s.Commit("live", payload, time.Now().Add(time.Hour)); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Commit("short", payload, time.Now().Add(20*time.Millisecond)); err != nil {
+				t.Fatal(err)
+			}
+			if got, found, err := s.Find("live"); err != nil || !found || string(got) != string(payload) {
+				t.Fatalf("Find(live) = (%d bytes, %v, %v), want the payload", len(got), found, err)
+			}
+			if n := held(); n != 2 {
+				t.Fatalf("held() = %d, want 2", n)
+			}
+			waitFor(t, 10*time.Second, "the short session expired", func() bool {
+				_, found, _ := s.Find("short")
+				return !found
+			})
+			if n := held(); n != 2 {
+				t.Fatalf("held() = %d with no janitor, want 2 (expired included)", n)
+			}
+			if err := s.Delete("live"); err != nil {
+				t.Fatal(err)
+			}
+			if _, found, _ := s.Find("live"); found {
+				t.Fatal("Find after Delete found the session")
+			}
+			if n := held(); n != 1 {
+				t.Fatalf("held() = %d after Delete, want 1", n)
+			}
+		})
+	}
+}
+
+// TestContendersSweep: each store's own janitor removes expired sessions,
+// which held sees, and close stops it (the sweep benchmark waits for both).
+func TestContendersSweep(t *testing.T) {
+	for _, c := range contenders {
+		t.Run("store="+c.name, func(t *testing.T) {
+			s, held, closeStore := c.open(t, 5*time.Millisecond)
+			s.Commit("live", payload, time.Now().Add(time.Hour))
+			for i := range 100 {
+				s.Commit(fmt.Sprint("short-", i), payload, time.Now().Add(10*time.Millisecond))
+			}
+			waitFor(t, 30*time.Second, "the janitor removed the expired sessions", func() bool {
+				return held() == 1
+			})
+			closeStore()
+			if _, found, _ := s.Find("live"); !found {
+				t.Fatal("the janitor removed a live session")
+			}
+		})
+	}
+}
+
+// TestWaitHistogram: every duration falls in a bucket whose top is at or
+// above it and within 1/8 of it, and percentiles come out of the counts.
+func TestWaitHistogram(t *testing.T) {
+	for d := time.Duration(1); d < time.Hour; d = d*3/2 + 1 {
+		i := waitBucket(d)
+		if top := bucketTop(i); top < d || float64(top-d) > float64(d)/8 {
+			t.Fatalf("%v falls in bucket %d, whose top is %v", d, i, top)
+		}
+		if i > 0 && bucketTop(i-1) >= d {
+			t.Fatalf("%v falls in bucket %d, but bucket %d reaches %v", d, i, i-1, bucketTop(i-1))
+		}
+	}
+	var h waitHistogram
+	for range 99_990 {
+		h[waitBucket(time.Microsecond)]++
+	}
+	for range 10 {
+		h[waitBucket(time.Millisecond)]++
+	}
+	if p := h.percentile(0.9999); p < time.Microsecond || p > time.Microsecond*9/8 {
+		t.Fatalf("p99.99 = %v, want about 1µs", p)
+	}
+	h[waitBucket(time.Millisecond)]++
+	if p := h.percentile(0.9999); p < time.Millisecond || p > time.Millisecond*9/8 {
+		t.Fatalf("p99.99 = %v, want about 1ms", p)
+	}
+}

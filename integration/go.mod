@@ -1,0 +1,11 @@
+module github.com/golangcollege/memstore/integration
+
+go 1.24
+
+require (
+	github.com/alexedwards/scs/v2 v2.9.0
+	github.com/golangcollege/memstore v0.0.0-00010101000000-000000000000
+	github.com/patrickmn/go-cache v2.1.0+incompatible
+)
+
+replace github.com/golangcollege/memstore => ../
