@@ -317,9 +317,10 @@ func BenchmarkSweep(b *testing.B) {
 	live := toks[:1000] // what a Find asks for: sessions that stay
 	for range b.N {
 		// The janitor sweeps back to back (every millisecond, each pass
-		// longer than that): first passes that find nothing expired, then
-		// the ones that remove half the store.
-		swept, _ := halfExpired(b, toks, time.Millisecond)
+		// longer than that). Measure from just before the sessions expire
+		// until the pass that removes them is done.
+		swept, expiry := halfExpired(b, toks, time.Millisecond)
+		time.Sleep(time.Until(expiry) - 20*time.Millisecond)
 		start := time.Now()
 		sweeping := measureFindWaits(swept, live, func() {
 			for swept.Len() > len(toks)/2 {
@@ -327,15 +328,19 @@ func BenchmarkSweep(b *testing.B) {
 			}
 		})
 		window := time.Since(start)
+		stats := swept.Stats()
 		swept.Close()
 
 		idle, expiry := halfExpired(b, toks, 0)
 		time.Sleep(time.Until(expiry))
 		still := measureFindWaits(idle, live, func() { time.Sleep(window) })
+		idle.Close()
 
 		sweeping.report(b, "sweep")
 		still.report(b, "idle")
 		b.ReportMetric(float64(sweeping.longest)/float64(still.longest), "max-ratio")
 		b.ReportMetric(float64(sweeping.p9999)/float64(still.p9999), "p99.99-ratio")
+		b.ReportMetric(float64(stats.LastSweep)/float64(time.Millisecond), "sweep-ms")
+		b.ReportMetric(float64(stats.LastSweepLongestHold)/float64(time.Microsecond), "longest-hold-µs")
 	}
 }

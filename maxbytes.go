@@ -57,7 +57,7 @@ func (m *MemStore) sampleLocked(now time.Duration) (removed bool) {
 	seen := 0
 	for token, e := range m.items {
 		if e.expiresAt <= now {
-			m.removeLocked(token)
+			m.dropLocked(token, e)
 			m.counters.expired++
 			removed = true
 		} else {
@@ -82,7 +82,7 @@ func (m *MemStore) evictBestLocked(now time.Duration) bool {
 		if !held || e.expiresAt != c.expiresAt {
 			continue // deleted or renewed since it was sampled
 		}
-		m.removeLocked(c.token)
+		m.dropLocked(c.token, e)
 		if c.expiresAt <= now {
 			m.counters.expired++
 		} else {

@@ -175,7 +175,7 @@ func (m *MemStore) All() (map[string][]byte, error) {
 		if e.expiresAt > now {
 			all[token] = e.data
 		}
-	})
+	}, nil)
 	return all, nil
 }
 
@@ -268,14 +268,19 @@ func (m *MemStore) putLocked(token string, e entry) error {
 	return nil
 }
 
-// removeLocked removes token, if held. m.mu must be held for writing. Every
-// removal (Delete, an expired Commit, the sweep, an eviction) goes through
-// here.
+// removeLocked removes token, if held. m.mu must be held for writing.
 func (m *MemStore) removeLocked(token string) {
 	if e, ok := m.items[token]; ok {
-		delete(m.items, token)
-		m.bytes -= entrySize(token, e)
+		m.dropLocked(token, e)
 	}
+}
+
+// dropLocked removes token, which holds e. m.mu must be held for writing.
+// Every removal (Delete, an expired Commit, the sweep, an eviction) comes
+// here, so that the accounted size always matches the map.
+func (m *MemStore) dropLocked(token string, e entry) {
+	delete(m.items, token)
+	m.bytes -= entrySize(token, e)
 }
 
 // batchSize bounds how many entries a walk over the whole map visits per lock
@@ -285,12 +290,14 @@ const batchSize = 1024
 // walk calls visit for every entry in the map, holding lk while it does but
 // releasing and retaking it every batchSize entries, and returns the longest
 // single hold. visit runs with lk held and may delete the entry it is given.
+// Between batches, with lk released, walk calls between, if not nil, and
+// stops if it returns false.
 //
 // The Go specification makes this safe with writers running between batches:
 // an entry removed before the walk reaches it is not visited, an entry added
 // during the walk may or may not be, and every other entry is visited once,
 // with its value as of the visit.
-func (m *MemStore) walk(lk sync.Locker, visit func(token string, e entry)) (longestHold time.Duration) {
+func (m *MemStore) walk(lk sync.Locker, visit func(token string, e entry), between func() bool) (longestHold time.Duration) {
 	lk.Lock()
 	heldSince := time.Now()
 	visited := 0
@@ -299,6 +306,9 @@ func (m *MemStore) walk(lk sync.Locker, visit func(token string, e entry)) (long
 		if visited++; visited%batchSize == 0 {
 			longestHold = max(longestHold, time.Since(heldSince))
 			lk.Unlock()
+			if between != nil && !between() {
+				return longestHold
+			}
 			lk.Lock()
 			heldSince = time.Now()
 		}

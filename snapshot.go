@@ -178,7 +178,7 @@ func (m *MemStore) liveSessions() []session {
 		if e.expiresAt > now {
 			sessions = append(sessions, session{token, e})
 		}
-	})
+	}, nil)
 	return sessions
 }
 
