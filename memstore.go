@@ -68,7 +68,7 @@ type MemStore struct {
 	maxBytes int64     // the cap set by WithMaxBytes; 0 means none
 	janitor  *janitor  // the background sweep; nil when New was given no cleanup interval
 
-	mu       sync.RWMutex
+	mu       sync.RWMutex     // guards the fields below
 	items    map[string]entry // every session held, expired ones included until removed
 	bytes    int64            // the accounted size of items: the sum of entrySize over them
 	pool     evictionPool     // the best eviction candidates seen so far, kept between evictions
@@ -84,11 +84,13 @@ type entry struct {
 // Option configures a store; pass options to New.
 type Option func(*MemStore)
 
-// WithMaxBytes caps the memory the store accounts for at n bytes; see
-// entryOverhead for what an entry counts. A Commit that would pass the cap
-// first removes expired sessions, then evicts the live sessions nearest their
-// expiry, and one session larger than the whole cap is refused with
-// ErrTooLarge. An n of zero or less means no cap, the default.
+// WithMaxBytes caps the memory the store accounts for at n bytes. Each
+// session counts len(token) + len(data) + 128, the 128 standing for the map
+// slot, headers and allocation rounding, so that the cap bounds the heap the
+// sessions really take. A Commit that would pass the cap first removes
+// expired sessions, then evicts the live sessions nearest their expiry, and
+// one session larger than the whole cap is refused with ErrTooLarge. An n of
+// zero or less means no cap, the default.
 func WithMaxBytes(n int64) Option {
 	return func(m *MemStore) { m.maxBytes = max(n, 0) }
 }

@@ -3,8 +3,10 @@ module github.com/golangcollege/memstore/integration
 go 1.24
 
 require (
+	github.com/alexedwards/scs/redisstore v0.0.0-20251002162104-209de6e426de
 	github.com/alexedwards/scs/v2 v2.9.0
 	github.com/golangcollege/memstore v0.0.0-00010101000000-000000000000
+	github.com/gomodule/redigo v1.9.3
 	github.com/patrickmn/go-cache v2.1.0+incompatible
 )
 
