@@ -4,14 +4,13 @@ package memstore_test
 
 import (
 	"fmt"
-	"math"
-	"math/bits"
 	"runtime"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/golangcollege/memstore"
+	"github.com/golangcollege/memstore/storetest"
 )
 
 // naiveStore is the reference the benchmarks measure against: a map, a
@@ -215,84 +214,6 @@ func BenchmarkStats(b *testing.B) {
 	}
 }
 
-// findWaits is what one goroutine saw while calling Find in a tight loop.
-type findWaits struct {
-	longest time.Duration
-	p9999   time.Duration // to within 1/8 of its value: see waitHistogram
-}
-
-// waitHistogram counts durations in buckets 1/8 of a power of two wide, so
-// that counting millions of calls allocates nothing (no garbage collection
-// adds to the waits it measures) and a percentile is off by at most 12.5%.
-type waitHistogram [64 * 8]int
-
-func waitBucket(d time.Duration) int {
-	n := uint64(max(d, 1))
-	exp := bits.Len64(n) - 1 // 2^exp <= n < 2^(exp+1)
-	if exp < 3 {
-		return int(n)
-	}
-	return exp*8 + int(n>>(exp-3)&7)
-}
-
-// bucketTop is the largest duration that falls in bucket i.
-func bucketTop(i int) time.Duration {
-	if i < 8 {
-		return time.Duration(i)
-	}
-	exp, eighth := i/8, i%8
-	return time.Duration((8+uint64(eighth)+1)<<(exp-3) - 1)
-}
-
-// percentile returns the duration at or below which fraction q of the calls fell.
-func (h *waitHistogram) percentile(q float64) time.Duration {
-	total := 0
-	for _, n := range h {
-		total += n
-	}
-	rank := int(math.Ceil(q * float64(total)))
-	for i, n := range h {
-		if rank -= n; rank <= 0 {
-			return bucketTop(i)
-		}
-	}
-	return 0
-}
-
-// measureFindWaits calls m.Find on toks, round and round from one goroutine,
-// for as long as during runs, and returns how long the calls took.
-func measureFindWaits(m *memstore.MemStore, toks []string, during func()) findWaits {
-	var hist waitHistogram
-	var longest time.Duration
-	stop := make(chan struct{})
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for i := 0; ; i++ {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			start := time.Now()
-			m.Find(toks[i%len(toks)])
-			wait := time.Since(start)
-			hist[waitBucket(wait)]++
-			longest = max(longest, wait)
-		}
-	}()
-	during()
-	close(stop)
-	<-done
-	return findWaits{longest: longest, p9999: hist.percentile(0.9999)}
-}
-
-// report records w as metrics named after what ran beside the Finds.
-func (w findWaits) report(b *testing.B, beside string) {
-	b.ReportMetric(float64(w.longest)/float64(time.Microsecond), "max-µs-"+beside)
-	b.ReportMetric(float64(w.p9999)/float64(time.Microsecond), "p99.99-µs-"+beside)
-}
-
 // halfExpired returns a store of len(toks) sessions: the first half live for
 // an hour, the second half expire together, well after the store is full.
 func halfExpired(b *testing.B, toks []string, cleanupInterval time.Duration) (m *memstore.MemStore, expiry time.Time) {
@@ -322,7 +243,7 @@ func BenchmarkSweep(b *testing.B) {
 		swept, expiry := halfExpired(b, toks, time.Millisecond)
 		time.Sleep(time.Until(expiry) - 20*time.Millisecond)
 		start := time.Now()
-		sweeping := measureFindWaits(swept, live, func() {
+		sweeping := storetest.MeasureFindWaits(swept, live, func() {
 			for swept.Len() > len(toks)/2 {
 				time.Sleep(time.Millisecond)
 			}
@@ -333,13 +254,13 @@ func BenchmarkSweep(b *testing.B) {
 
 		idle, expiry := halfExpired(b, toks, 0)
 		time.Sleep(time.Until(expiry))
-		still := measureFindWaits(idle, live, func() { time.Sleep(window) })
+		still := storetest.MeasureFindWaits(idle, live, func() { time.Sleep(window) })
 		idle.Close()
 
-		sweeping.report(b, "sweep")
-		still.report(b, "idle")
-		b.ReportMetric(float64(sweeping.longest)/float64(still.longest), "max-ratio")
-		b.ReportMetric(float64(sweeping.p9999)/float64(still.p9999), "p99.99-ratio")
+		sweeping.Report(b, "sweep")
+		still.Report(b, "idle")
+		b.ReportMetric(float64(sweeping.Longest)/float64(still.Longest), "max-ratio")
+		b.ReportMetric(float64(sweeping.P9999)/float64(still.P9999), "p99.99-ratio")
 		b.ReportMetric(float64(stats.LastSweep)/float64(time.Millisecond), "sweep-ms")
 		b.ReportMetric(float64(stats.LastSweepLongestHold)/float64(time.Microsecond), "longest-hold-µs")
 	}

@@ -65,8 +65,9 @@ const removalPause = 2 * time.Millisecond
 // It finds expired entries under the read lock, which requests share, and
 // takes the write lock only to remove them, batchSize at a time, pausing
 // after each batch: however large the store, a request waits behind one batch
-// at most, and a pass that finds nothing expired holds requests up only for
-// the moment it takes to record its figures.
+// at most. A pass that finds nothing expired never blocks Find (its read
+// holds delay only writers, by one batch at most), except for the moment it
+// takes to record its figures.
 func (m *MemStore) sweep(stop <-chan struct{}) {
 	start, sweepStart := time.Now(), m.now()
 	expired := make([]string, 0, 2*batchSize) // at most batchSize carried over, plus one batch's worth
@@ -77,8 +78,7 @@ func (m *MemStore) sweep(stop <-chan struct{}) {
 		for _, token := range expired {
 			// Commit may have renewed the session since the walk saw it.
 			if e, ok := m.items[token]; ok && e.expiresAt <= sweepStart {
-				m.dropLocked(token, e)
-				m.counters.expired++
+				m.expireLocked(token, e)
 			}
 		}
 		longestWriteHold = max(longestWriteHold, time.Since(heldSince))
@@ -92,15 +92,13 @@ func (m *MemStore) sweep(stop <-chan struct{}) {
 		}
 	}, func() bool {
 		if len(expired) < batchSize {
-			return true
+			return !stopped(stop)
 		}
 		removeExpired()
 		return pause(removalPause, stop)
 	})
-	select {
-	case <-stop:
+	if stopped(stop) {
 		return // Close cut the pass short: it is not counted as one
-	default:
 	}
 	if len(expired) > 0 {
 		removeExpired()
@@ -111,6 +109,16 @@ func (m *MemStore) sweep(stop <-chan struct{}) {
 	m.counters.lastSweep = time.Since(start)
 	m.counters.lastSweepLongestHold = max(longestReadHold, longestWriteHold)
 	m.mu.Unlock()
+}
+
+// stopped reports whether stop is closed.
+func stopped(stop <-chan struct{}) bool {
+	select {
+	case <-stop:
+		return true
+	default:
+		return false
+	}
 }
 
 // pause waits for d and reports true, or reports false as soon as stop is

@@ -57,8 +57,7 @@ func (m *MemStore) sampleLocked(now time.Duration) (removed bool) {
 	seen := 0
 	for token, e := range m.items {
 		if e.expiresAt <= now {
-			m.dropLocked(token, e)
-			m.counters.expired++
+			m.expireLocked(token, e)
 			removed = true
 		} else {
 			m.pool.offer(candidate{token: token, expiresAt: e.expiresAt})
@@ -71,25 +70,32 @@ func (m *MemStore) sampleLocked(now time.Duration) (removed bool) {
 }
 
 // evictBestLocked removes the pool's best candidate that the store still holds
-// as the pool saw it, and reports whether there was one.
-func (m *MemStore) evictBestLocked(now time.Duration) bool {
+// as the pool saw it, if there is one.
+func (m *MemStore) evictBestLocked(now time.Duration) {
 	for {
 		c, ok := m.pool.takeBest()
 		if !ok {
-			return false
+			return
 		}
 		e, held := m.items[c.token]
 		if !held || e.expiresAt != c.expiresAt {
 			continue // deleted or renewed since it was sampled
 		}
-		m.dropLocked(c.token, e)
-		if c.expiresAt <= now {
-			m.counters.expired++
+		if e.expiresAt <= now {
+			m.expireLocked(c.token, e)
 		} else {
+			m.dropLocked(c.token, e)
 			m.counters.evicted++
 		}
-		return true
+		return
 	}
+}
+
+// expireLocked removes token, which holds e, an expired entry, and counts it.
+// m.mu must be held for writing.
+func (m *MemStore) expireLocked(token string, e entry) {
+	m.dropLocked(token, e)
+	m.counters.expired++
 }
 
 // poolSize is how many eviction candidates the pool keeps: Redis's

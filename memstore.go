@@ -29,13 +29,16 @@
 // the store turns an expiry into the session's remaining lifetime, measured
 // against the wall clock at that moment, and from then on counts that lifetime
 // down on the monotonic clock. A later step of the wall clock (an NTP
-// correction, a virtual machine resuming) therefore neither lengthens nor
-// shortens a stored session. An expiry at or before the moment of Commit
-// deletes the session.
+// correction, a manual change) therefore neither lengthens nor shortens a
+// stored session. Go's monotonic clock does not run while the machine is
+// suspended (it is Linux's CLOCK_MONOTONIC), though: a session outlives its
+// expiry by the time the machine spent suspended. An expiry at or before the
+// moment of Commit deletes the session.
 //
 // Find never returns an expired session. Expired sessions keep their memory
 // until the janitor, a background goroutine started by New when given a
-// positive cleanup interval, removes them. The janitor walks the map in small
+// positive cleanup interval, removes them, or until a store with a byte cap
+// meets them while making room. The janitor walks the map in small
 // batches and releases the lock between batches, so a request never waits
 // behind a whole sweep. Close stops it; a store that is garbage-collected
 // without being closed stops it too.
@@ -171,14 +174,41 @@ func (m *MemStore) Delete(token string) error {
 // so it is not an atomic snapshot: a session committed or deleted while All
 // runs may or may not be in the result. The error is always nil.
 func (m *MemStore) All() (map[string][]byte, error) {
-	all := make(map[string][]byte, m.Len())
+	sessions := m.liveSessions()
+	all := make(map[string][]byte, len(sessions))
+	for _, s := range sessions {
+		all[s.token] = s.e.data // of a token met twice, the newer entry comes last
+	}
+	return all, nil
+}
+
+// session is a reference to one stored entry, taken by liveSessions or
+// decoded from a snapshot.
+type session struct {
+	token string
+	e     entry
+}
+
+// liveSessions returns a reference to every unexpired entry. It holds the
+// read lock a batch at a time (see walk). References are enough: stored data
+// is never modified, only replaced, so it stays valid after the lock is
+// released.
+//
+// A token deleted and committed again between two batches is a new map entry,
+// which the walk may visit as well as the old one: such a token is returned
+// twice, the older entry first. Removing the duplicates would take a set of
+// every token, about doubling the cost of a snapshot, for a case that scs,
+// which never reuses a token, does not produce; All and WriteTo keep the
+// newer entry.
+func (m *MemStore) liveSessions() []session {
+	sessions := make([]session, 0, m.Len())
 	now := m.now()
 	m.walk(m.mu.RLocker(), func(token string, e entry) {
 		if e.expiresAt > now {
-			all[token] = e.data
+			sessions = append(sessions, session{token, e})
 		}
 	}, nil)
-	return all, nil
+	return sessions
 }
 
 // Len returns the number of sessions held, counting expired ones that the
@@ -291,8 +321,7 @@ const batchSize = 1024
 
 // walk calls visit for every entry in the map, holding lk while it does but
 // releasing and retaking it every batchSize entries, and returns the longest
-// single hold. visit runs with lk held and may delete the entry it is given.
-// Between batches, with lk released, walk calls between, if not nil, and
+// single hold. visit runs with lk held. Between batches, with lk released, walk calls between, if not nil, and
 // stops if it returns false.
 //
 // The Go specification makes this safe with writers running between batches:

@@ -198,8 +198,11 @@ func TestOverwriteReplacesDataAndExpiry(t *testing.T) {
 	m := newStore(t)
 
 	mustCommit(t, m, "shortened", []byte("v1"), inAnHour())
-	mustCommit(t, m, "shortened", []byte("v2"), time.Now().Add(shortLife))
-	mustFind(t, m, "shortened", []byte("v2"))
+	committed := time.Now()
+	mustCommit(t, m, "shortened", []byte("v2"), committed.Add(shortLife))
+	if got, _, _ := m.Find("shortened"); time.Since(committed) < shortLife && string(got) != "v2" {
+		t.Fatalf("Find(shortened) = %q before its new expiry; want v2", got)
+	}
 
 	mustCommit(t, m, "lengthened", []byte("v1"), time.Now().Add(shortLife))
 	mustCommit(t, m, "lengthened", []byte("v2"), inAnHour())
@@ -396,34 +399,44 @@ func TestJanitorKeepsSessionsCommittedDuringASweep(t *testing.T) {
 	}
 }
 
-// goroutinesBack polls until the goroutine count is back to want.
-func goroutinesBack(t *testing.T, want int) {
+// janitors counts the goroutines running a store's janitor.
+func janitors() int {
+	buf := make([]byte, 1<<20)
+	return bytes.Count(buf[:runtime.Stack(buf, true)], []byte("memstore.(*janitor).run("))
+}
+
+// janitorsBack polls, collecting garbage, until want janitors are running.
+func janitorsBack(t *testing.T, want int) {
 	t.Helper()
-	eventually(t, fmt.Sprintf("back to %d goroutines", want), func() bool {
+	eventually(t, fmt.Sprintf("down to %d janitors", want), func() bool {
 		runtime.GC()
-		return runtime.NumGoroutine() <= want
+		return janitors() == want
 	})
 }
 
 func TestNewStartsOneJanitorOnlyForAPositiveInterval(t *testing.T) {
-	before := runtime.NumGoroutine()
+	janitorsBack(t, 0) // those of other tests' forgotten stores included
 	for _, d := range []time.Duration{0, -time.Second} {
 		m := memstore.New(d)
-		if n := runtime.NumGoroutine(); n != before {
-			t.Errorf("New(%v) took goroutines from %d to %d; want none started", d, before, n)
+		if n := janitors(); n != 0 {
+			t.Errorf("New(%v) started %d janitors; want none", d, n)
 		}
 		m.Close()
 	}
 	m := memstore.New(time.Hour)
-	if n := runtime.NumGoroutine(); n != before+1 {
-		t.Errorf("New(time.Hour) took goroutines from %d to %d; want exactly one started", before, n)
+	eventually(t, "one janitor started", func() bool { return janitors() == 1 }) // and no more
+	time.Sleep(10 * time.Millisecond)
+	if n := janitors(); n != 1 {
+		t.Errorf("New(time.Hour) started %d janitors; want exactly one", n)
 	}
 	m.Close()
-	goroutinesBack(t, before)
+	if n := janitors(); n != 0 {
+		t.Errorf("%d janitors still running after Close returned; want none", n)
+	}
 }
 
 func TestCloseIsSafeTwiceAndConcurrently(t *testing.T) {
-	before := runtime.NumGoroutine()
+	janitorsBack(t, 0)
 	for _, interval := range []time.Duration{0, time.Millisecond} {
 		m := memstore.New(interval)
 		var wg sync.WaitGroup
@@ -437,11 +450,13 @@ func TestCloseIsSafeTwiceAndConcurrently(t *testing.T) {
 			}()
 		}
 		wg.Wait()
+		if n := janitors(); n != 0 {
+			t.Errorf("%d janitors running after every Close returned; want none", n)
+		}
 		if err := m.Close(); err != nil {
 			t.Fatalf("Close again: %v", err)
 		}
 	}
-	goroutinesBack(t, before)
 }
 
 func TestStoreWorksAfterClose(t *testing.T) {
@@ -464,14 +479,36 @@ func TestStoreWorksAfterClose(t *testing.T) {
 }
 
 func TestForgottenStoreStopsItsJanitor(t *testing.T) {
-	before := runtime.NumGoroutine()
+	janitorsBack(t, 0)
 	func() {
 		for range 10 {
-			m := memstore.New(time.Millisecond)
+			// An hour between sweeps: only the cleanup attached to the store
+			// can stop these janitors in time.
+			m := memstore.New(time.Hour)
 			mustCommit(t, m, "tok", []byte("data"), inAnHour())
 		}
 	}()
-	goroutinesBack(t, before)
+	janitorsBack(t, 0)
+}
+
+func TestJanitorKeepsSessionsRenewedDuringASweep(t *testing.T) {
+	m := memstore.New(time.Millisecond)
+	defer m.Close()
+	toks := make([]string, 100_000) // a pass long enough to renew sessions during it
+	for i := range toks {
+		toks[i] = fmt.Sprint(i)
+		mustCommit(t, m, toks[i], []byte("old"), time.Now().Add(shortLife))
+	}
+	eventually(t, "expired", func() bool { _, found, _ := m.Find(toks[len(toks)-1]); return !found })
+	// Renew them all while the janitor removes them: a sweep that collected a
+	// token before its renewal must not remove it after.
+	for _, tok := range toks {
+		mustCommit(t, m, tok, []byte("renewed"), inAnHour())
+	}
+	eventually(t, "the expired sessions swept", func() bool { all, _ := m.All(); return len(all) == m.Len() })
+	for _, tok := range toks {
+		mustFind(t, m, tok, []byte("renewed"))
+	}
 }
 
 func TestConcurrentUse(t *testing.T) {
@@ -502,8 +539,11 @@ func TestConcurrentUse(t *testing.T) {
 					}
 				}
 				want := []byte(fmt.Sprint(i))
-				mustCommit(t, m, own, want, inAnHour())
-				mustFind(t, m, own, want)
+				m.Commit(own, want, inAnHour())
+				if got, found, err := m.Find(own); !found || err != nil || !bytes.Equal(got, want) {
+					t.Errorf("Find(%q) = %q, %v, %v; want %q", own, got, found, err, want)
+					return
+				}
 			}
 		}()
 	}

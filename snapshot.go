@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"time"
 )
 
@@ -52,7 +53,8 @@ var ErrBadSnapshot = errors.New("memstore: bad snapshot")
 // writes to w without holding the lock, so requests never wait on w however
 // slow it is. Like All it is not an atomic snapshot: a session committed or
 // deleted while WriteTo runs may or may not be in it, and a token deleted and
-// committed again meanwhile may be in it twice (ReadFrom keeps the first). A
+// committed again meanwhile may be in it twice, the newer entry first, which
+// is the one ReadFrom keeps. A
 // session committed to live beyond the year 2262 is saved as expiring then.
 //
 // The snapshot holds session data in the clear. WriteTo works after Close.
@@ -68,7 +70,7 @@ func (m *MemStore) WriteTo(w io.Writer) (int64, error) {
 	if _, err := out.Write(rec); err != nil {
 		return counted.n, fmt.Errorf("memstore: writing snapshot: %w", err)
 	}
-	for _, s := range sessions {
+	for _, s := range slices.Backward(sessions) { // a token met twice: the newer entry first
 		rec = appendEntry(rec[:0], s.token, unixNano(m.expiry(s.e)), s.e.data)
 		if _, err := out.Write(rec); err != nil {
 			return counted.n, fmt.Errorf("memstore: writing snapshot: %w", err)
@@ -93,9 +95,10 @@ func (m *MemStore) WriteTo(w io.Writer) (int64, error) {
 // Sessions that have expired since the snapshot was written are skipped. A
 // token the store already holds keeps the store's session, even an expired
 // one, as the store's is the more recent; of a token the snapshot holds twice,
-// the first unexpired session counts. Under a cap set by WithMaxBytes,
-// restored sessions take room like committed ones, evicting others if need
-// be, and a session larger than the whole cap is skipped.
+// the first unexpired session counts (WriteTo writes the newer first). Under
+// a cap set by WithMaxBytes, restored sessions take room like committed ones,
+// evicting others if need be, and a session larger than the whole cap is
+// skipped.
 //
 // ReadFrom holds the whole snapshot in memory while it restores it. No length
 // read from the input makes it allocate more than the input actually holds.
@@ -152,34 +155,6 @@ func (m *MemStore) ReadFile(name string) error {
 		return fmt.Errorf("%s: %w", name, err)
 	}
 	return nil
-}
-
-// session is a reference to one stored entry, taken for a snapshot or made
-// from one.
-type session struct {
-	token string
-	e     entry
-}
-
-// liveSessions returns a reference to every unexpired entry. It holds the
-// read lock a batch at a time (see walk). References are enough: stored data
-// is never modified, only replaced, so it stays valid after the lock is
-// released.
-//
-// A token deleted and committed again between two batches is a new map entry,
-// which the walk may visit as well as the old one: such a token is returned
-// twice, older first. Removing the duplicates would take a set of every
-// token, about doubling the cost of WriteTo, for a case that scs, which never
-// reuses a token, does not produce; ReadFrom keeps the first.
-func (m *MemStore) liveSessions() []session {
-	sessions := make([]session, 0, m.Len())
-	now := m.now()
-	m.walk(m.mu.RLocker(), func(token string, e entry) {
-		if e.expiresAt > now {
-			sessions = append(sessions, session{token, e})
-		}
-	}, nil)
-	return sessions
 }
 
 // appendHeader appends the snapshot header to b.

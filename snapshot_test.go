@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/golangcollege/memstore"
+	"github.com/golangcollege/memstore/storetest"
 )
 
 // The helpers below encode and decode snapshots from FORMAT.md alone, not
@@ -910,18 +911,18 @@ func BenchmarkWriteToFindWait(b *testing.B) {
 	live := toks[:1000] // what a Find asks for
 	for range b.N {
 		start := time.Now()
-		writing := measureFindWaits(m, live, func() {
+		writing := storetest.MeasureFindWaits(m, live, func() {
 			if _, err := m.WriteTo(slowWriter{100e6}); err != nil {
 				b.Error(err)
 			}
 		})
 		window := time.Since(start)
 		runtime.GC()
-		idle := measureFindWaits(m, live, func() { time.Sleep(window) })
+		idle := storetest.MeasureFindWaits(m, live, func() { time.Sleep(window) })
 
-		writing.report(b, "writeto")
-		idle.report(b, "idle")
-		b.ReportMetric(float64(writing.longest)/float64(idle.longest), "max-ratio")
-		b.ReportMetric(float64(writing.p9999)/float64(idle.p9999), "p99.99-ratio")
+		writing.Report(b, "writeto")
+		idle.Report(b, "idle")
+		b.ReportMetric(float64(writing.Longest)/float64(idle.Longest), "max-ratio")
+		b.ReportMetric(float64(writing.P9999)/float64(idle.P9999), "p99.99-ratio")
 	}
 }

@@ -7,8 +7,6 @@ import (
 	"encoding/base64"
 	"fmt"
 	"io"
-	"math"
-	"math/bits"
 	"net/http"
 	"net/http/httptest"
 	"reflect"
@@ -20,6 +18,7 @@ import (
 	"github.com/alexedwards/scs/v2"
 	scsmemstore "github.com/alexedwards/scs/v2/memstore"
 	"github.com/golangcollege/memstore"
+	"github.com/golangcollege/memstore/storetest"
 	"github.com/patrickmn/go-cache"
 )
 
@@ -360,12 +359,12 @@ func BenchmarkSweepFindWait(b *testing.B) {
 			for range b.N {
 				sweeping, window := sweepWaits(b, c, toks, probe, cleanup)
 				idle := idleWaits(b, c, toks, probe, window)
-				sweeping.report(b, "sweep")
-				idle.report(b, "idle")
-				b.ReportMetric(float64(sweeping.longest)/float64(idle.longest), "max-ratio")
-				b.ReportMetric(float64(sweeping.p9999)/float64(idle.p9999), "p99.99-ratio")
+				sweeping.Report(b, "sweep")
+				idle.Report(b, "idle")
+				b.ReportMetric(float64(sweeping.Longest)/float64(idle.Longest), "max-ratio")
+				b.ReportMetric(float64(sweeping.P9999)/float64(idle.P9999), "p99.99-ratio")
 				b.ReportMetric(window.Seconds(), "window-s")
-				b.ReportMetric(float64(sweeping.calls)/1e6, "Mfinds-sweep")
+				b.ReportMetric(float64(sweeping.Calls)/1e6, "Mfinds-sweep")
 			}
 		})
 	}
@@ -376,13 +375,13 @@ func BenchmarkSweepFindWait(b *testing.B) {
 // expired half, and returns what they waited and how long that took. It
 // returns once the store's janitor has stopped, so that it cannot disturb
 // what is measured next.
-func sweepWaits(b *testing.B, c contender, toks, probe []string, cleanup time.Duration) (waits findWaits, window time.Duration) {
+func sweepWaits(b *testing.B, c contender, toks, probe []string, cleanup time.Duration) (waits storetest.FindWaits, window time.Duration) {
 	goroutines := runtime.NumGoroutine()
 	func() {
 		s, held, closeStore, _ := fullStore(b, c, cleanup, toks)
 		defer closeStore()
 		start := time.Now()
-		waits = measureFindWaits(s, probe, func() {
+		waits = storetest.MeasureFindWaits(s, probe, func() {
 			for held() > len(toks)/2 {
 				time.Sleep(time.Millisecond)
 			}
@@ -403,12 +402,12 @@ func sweepWaits(b *testing.B, c contender, toks, probe []string, cleanup time.Du
 
 // idleWaits measures Finds of probe for window in a full store of kind c with
 // no janitor, once the expiring half has expired.
-func idleWaits(b *testing.B, c contender, toks, probe []string, window time.Duration) findWaits {
+func idleWaits(b *testing.B, c contender, toks, probe []string, window time.Duration) storetest.FindWaits {
 	s, held, closeStore, expiry := fullStore(b, c, 0, toks)
 	defer runtime.GC()
 	defer closeStore()
 	time.Sleep(time.Until(expiry))
-	waits := measureFindWaits(s, probe, func() { time.Sleep(window) })
+	waits := storetest.MeasureFindWaits(s, probe, func() { time.Sleep(window) })
 	if got := held(); got != len(toks) {
 		b.Fatalf("a store with no janitor holds %d sessions, want %d", got, len(toks))
 	}
@@ -442,91 +441,6 @@ func fullStore(b *testing.B, c contender, cleanup time.Duration, toks []string) 
 		}
 		b.Logf("%s: sessions expired before the store was full (first half: %v); trying again", c.name, first)
 	}
-}
-
-// findWaits is what one goroutine saw while calling Find in a tight loop.
-type findWaits struct {
-	longest time.Duration
-	p9999   time.Duration // to within 1/8 of its value: see waitHistogram
-	calls   int
-}
-
-// waitHistogram counts durations in buckets 1/8 of a power of two wide, so
-// that counting millions of calls allocates nothing (no garbage collection
-// adds to the waits it measures) and a percentile is off by at most 12.5%.
-type waitHistogram [64 * 8]int
-
-// waitBucket returns the bucket that d falls in.
-func waitBucket(d time.Duration) int {
-	n := uint64(max(d, 1))
-	exp := bits.Len64(n) - 1 // 2^exp <= n < 2^(exp+1)
-	if exp < 3 {
-		return int(n)
-	}
-	return exp*8 + int(n>>(exp-3)&7)
-}
-
-// bucketTop is the largest duration that falls in bucket i.
-func bucketTop(i int) time.Duration {
-	if i < 8 {
-		return time.Duration(i)
-	}
-	exp, eighth := i/8, i%8
-	return time.Duration((8+uint64(eighth)+1)<<(exp-3) - 1)
-}
-
-// total is the number of durations counted.
-func (h *waitHistogram) total() int {
-	total := 0
-	for _, n := range h {
-		total += n
-	}
-	return total
-}
-
-// percentile returns the duration at or below which fraction q of the calls fell.
-func (h *waitHistogram) percentile(q float64) time.Duration {
-	rank := int(math.Ceil(q * float64(h.total())))
-	for i, n := range h {
-		if rank -= n; rank <= 0 {
-			return bucketTop(i)
-		}
-	}
-	return 0
-}
-
-// measureFindWaits calls s.Find on toks, round and round from one goroutine,
-// for as long as during runs, and returns how long the calls took.
-func measureFindWaits(s store, toks []string, during func()) findWaits {
-	var hist waitHistogram
-	var longest time.Duration
-	stop := make(chan struct{})
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for i := 0; ; i++ {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			start := time.Now()
-			s.Find(toks[i%len(toks)])
-			wait := time.Since(start)
-			hist[waitBucket(wait)]++
-			longest = max(longest, wait)
-		}
-	}()
-	during()
-	close(stop)
-	<-done
-	return findWaits{longest: longest, p9999: hist.percentile(0.9999), calls: hist.total()}
-}
-
-// report records w as metrics named after what ran beside the Finds.
-func (w findWaits) report(b *testing.B, beside string) {
-	b.ReportMetric(float64(w.longest)/float64(time.Microsecond), "max-µs-"+beside)
-	b.ReportMetric(float64(w.p9999)/float64(time.Microsecond), "p99.99-µs-"+beside)
 }
 
 // TestContenders checks the machinery the benchmarks stand on: each store
@@ -587,33 +501,5 @@ func TestContendersSweep(t *testing.T) {
 				t.Fatal("the janitor removed a live session")
 			}
 		})
-	}
-}
-
-// TestWaitHistogram: every duration falls in a bucket whose top is at or
-// above it and within 1/8 of it, and percentiles come out of the counts.
-func TestWaitHistogram(t *testing.T) {
-	for d := time.Duration(1); d < time.Hour; d = d*3/2 + 1 {
-		i := waitBucket(d)
-		if top := bucketTop(i); top < d || float64(top-d) > float64(d)/8 {
-			t.Fatalf("%v falls in bucket %d, whose top is %v", d, i, top)
-		}
-		if i > 0 && bucketTop(i-1) >= d {
-			t.Fatalf("%v falls in bucket %d, but bucket %d reaches %v", d, i, i-1, bucketTop(i-1))
-		}
-	}
-	var h waitHistogram
-	for range 99_990 {
-		h[waitBucket(time.Microsecond)]++
-	}
-	for range 10 {
-		h[waitBucket(time.Millisecond)]++
-	}
-	if p := h.percentile(0.9999); p < time.Microsecond || p > time.Microsecond*9/8 {
-		t.Fatalf("p99.99 = %v, want about 1µs", p)
-	}
-	h[waitBucket(time.Millisecond)]++
-	if p := h.percentile(0.9999); p < time.Millisecond || p > time.Millisecond*9/8 {
-		t.Fatalf("p99.99 = %v, want about 1ms", p)
 	}
 }

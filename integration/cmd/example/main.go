@@ -9,21 +9,37 @@
 //
 // Flags:
 //
-//	-addr     the TCP address to listen on (default ":4000"; ":0" picks a free port)
-//	-cleanup  how often the janitor removes expired sessions (default 1m; 0 turns it off)
+//	-addr                 the TCP address to listen on (default ":4000"; ":0" picks a free port)
+//	-cleanup              how often the janitor removes expired sessions (default 1m; 0 turns it off)
+//	-max-bytes N          cap the memory the sessions take at N bytes (default 0: no cap)
+//	-snapshot FILE        restore the sessions from FILE at start, save them to it at shutdown
+//	-snapshot-ignore-bad  start with no sessions if FILE cannot be restored, rather than refuse to start
+//
+// With -snapshot it first restores FILE. A missing FILE is created, empty; one
+// that cannot be restored makes it refuse to start, with exit status 1, unless
+// -snapshot-ignore-bad is given.
 //
 // It logs the address it listens on, and on SIGINT or SIGTERM stops accepting
 // connections, lets requests in flight finish (http.Server.Shutdown), closes
-// the store and exits with status 0. A second signal during shutdown exits at
-// once.
+// the store, saves it to the -snapshot file if there is one and exits with
+// status 0, or 1 if the save failed. A second signal during shutdown exits at
+// once, without saving; the previous snapshot is left whole. With -snapshot,
+// users stay logged in across a restart:
+//
+//	go run ./cmd/example -snapshot /tmp/sessions.snap
+//
+// /debug/vars serves the expvar variables, among them the store's Stats
+// under the name "memstore".
 package main
 
 import (
 	"context"
 	"errors"
+	"expvar"
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"log"
 	"net"
 	"net/http"
@@ -43,36 +59,48 @@ const shutdownTimeout = 10 * time.Second
 // config is everything the flags set. A new flag is one field here and one
 // line in parseFlags; run reads the field.
 type config struct {
-	addr    string        // -addr: the TCP address to listen on
-	cleanup time.Duration // -cleanup: the janitor's interval, 0 for none
+	addr              string        // -addr: the TCP address to listen on
+	cleanup           time.Duration // -cleanup: the janitor's interval, 0 for none
+	maxBytes          int64         // -max-bytes: the store's byte cap, 0 for none
+	snapshot          string        // -snapshot: the file the sessions survive a restart in, "" for none
+	snapshotIgnoreBad bool          // -snapshot-ignore-bad: start empty if the file cannot be restored
 }
 
 // parseFlags parses args (without the program name) into a config. Usage and
 // errors go to output. It returns flag.ErrHelp for -h and -help.
 func parseFlags(name string, args []string, output io.Writer) (config, error) {
 	var cfg config
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(output)
-	fs.StringVar(&cfg.addr, "addr", ":4000", "the TCP `address` to listen on (\":0\" picks a free port)")
-	fs.DurationVar(&cfg.cleanup, "cleanup", time.Minute, "how often the janitor removes expired sessions (0 turns it off)")
-	if err := fs.Parse(args); err != nil {
+	flags := flag.NewFlagSet(name, flag.ContinueOnError)
+	flags.SetOutput(output)
+	flags.StringVar(&cfg.addr, "addr", ":4000", "the TCP `address` to listen on (\":0\" picks a free port)")
+	flags.DurationVar(&cfg.cleanup, "cleanup", time.Minute, "how often the janitor removes expired sessions (0 turns it off)")
+	flags.Int64Var(&cfg.maxBytes, "max-bytes", 0, "cap the memory the sessions take at `N` bytes, evicting those nearest their expiry (0: no cap)")
+	flags.StringVar(&cfg.snapshot, "snapshot", "", "restore the sessions from `FILE` at start, save them to it at shutdown")
+	flags.BoolVar(&cfg.snapshotIgnoreBad, "snapshot-ignore-bad", false, "start with no sessions if the -snapshot file cannot be restored, rather than refuse to start")
+	if err := flags.Parse(args); err != nil {
 		return config{}, err
 	}
-	if fs.NArg() > 0 {
-		err := fmt.Errorf("unexpected argument %q", fs.Arg(0))
-		fmt.Fprintln(output, err)
-		fs.Usage()
-		return config{}, err
+	var err error
+	switch {
+	case flags.NArg() > 0:
+		err = fmt.Errorf("unexpected argument %q", flags.Arg(0))
+	case cfg.cleanup < 0:
+		err = fmt.Errorf("-cleanup %v: must not be negative", cfg.cleanup)
+	case cfg.maxBytes < 0:
+		err = fmt.Errorf("-max-bytes %d: must not be negative", cfg.maxBytes)
+	case cfg.snapshotIgnoreBad && cfg.snapshot == "":
+		err = errors.New("-snapshot-ignore-bad: there is no -snapshot file to ignore")
 	}
-	if cfg.cleanup < 0 {
-		err := fmt.Errorf("-cleanup %v: must not be negative", cfg.cleanup)
+	if err != nil {
 		fmt.Fprintln(output, err)
+		flags.Usage()
 		return config{}, err
 	}
 	return cfg, nil
 }
 
-// main parses the flags, then runs the server until SIGINT or SIGTERM.
+// main parses the flags, opens the store, then runs the server until SIGINT
+// or SIGTERM.
 func main() {
 	cfg, err := parseFlags(os.Args[0], os.Args[1:], os.Stderr)
 	if errors.Is(err, flag.ErrHelp) {
@@ -89,30 +117,80 @@ func main() {
 	}()
 
 	logger := log.New(os.Stderr, "", log.LstdFlags)
-	if err := run(ctx, cfg, logger); err != nil {
+	store, err := openStore(cfg, logger)
+	if err != nil {
+		logger.Print(err)
+		os.Exit(1)
+	}
+	// Published here, once per process: expvar.Publish panics if a name is
+	// published twice.
+	expvar.Publish("memstore", expvar.Func(func() any { return store.Stats() }))
+
+	if err := run(ctx, cfg, store, logger); err != nil {
 		logger.Print(err)
 		os.Exit(1)
 	}
 }
 
-// routes returns the application: /put and /get, wrapped in sm.LoadAndSave.
-func routes(sm *scs.SessionManager) http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("/put", func(w http.ResponseWriter, r *http.Request) {
-		sm.Put(r.Context(), "message", "Hello world!")
-	})
-	mux.HandleFunc("/get", func(w http.ResponseWriter, r *http.Request) {
-		io.WriteString(w, sm.GetString(r.Context(), "message"))
-	})
-	return sm.LoadAndSave(mux)
+// openStore returns a new store as cfg says, holding the sessions saved in
+// the -snapshot file if there is one.
+//
+// A file that is there but cannot be restored is an error unless
+// -snapshot-ignore-bad is set: starting without it would silently log every
+// user out, and the next shutdown would overwrite it. A missing file only
+// means that nothing was saved yet; an empty snapshot is then written at once,
+// so that a path that cannot be written fails now rather than at shutdown,
+// when the sessions would be lost.
+func openStore(cfg config, logger *log.Logger) (*memstore.MemStore, error) {
+	store := memstore.New(cfg.cleanup, memstore.WithMaxBytes(cfg.maxBytes))
+	if cfg.snapshot == "" {
+		return store, nil
+	}
+	err := store.ReadFile(cfg.snapshot) // its errors name the file
+	switch {
+	case err == nil:
+		logger.Printf("restored %d sessions from %s", store.Len(), cfg.snapshot)
+	case errors.Is(err, fs.ErrNotExist):
+		if err := store.WriteFile(cfg.snapshot); err != nil {
+			store.Close()
+			return nil, fmt.Errorf("refusing to start: cannot write the -snapshot file %s: %w", cfg.snapshot, err)
+		}
+		logger.Printf("no sessions to restore: nothing saved in %s yet", cfg.snapshot)
+	case cfg.snapshotIgnoreBad:
+		logger.Printf("warning: starting with no sessions, as -snapshot-ignore-bad says: %v; the next shutdown replaces the file", err)
+	default:
+		store.Close()
+		return nil, fmt.Errorf("refusing to start: restoring the sessions: %w; move the file away, or pass -snapshot-ignore-bad to start with no sessions", err)
+	}
+	return store, nil
 }
 
-// run serves the application as cfg says until ctx is done, then shuts the
-// server down gracefully and closes the store. It returns nil after a clean
-// shutdown.
-func run(ctx context.Context, cfg config, logger *log.Logger) error {
-	store := memstore.New(cfg.cleanup)
-	defer store.Close()
+// routes returns the application: /put and /get, wrapped in sm.LoadAndSave,
+// and /debug/vars outside it, so that a metrics scrape never touches a
+// session.
+func routes(sm *scs.SessionManager) http.Handler {
+	app := http.NewServeMux()
+	app.HandleFunc("/put", func(w http.ResponseWriter, r *http.Request) {
+		sm.Put(r.Context(), "message", "Hello world!")
+	})
+	app.HandleFunc("/get", func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, sm.GetString(r.Context(), "message"))
+	})
+
+	mux := http.NewServeMux()
+	mux.Handle("/", sm.LoadAndSave(app))
+	// expvar registers itself only on http.DefaultServeMux. It shows the
+	// command line and memory statistics too: a real server would serve it
+	// on a private address.
+	mux.Handle("/debug/vars", expvar.Handler())
+	return mux
+}
+
+// run serves the application with store until ctx is done, then shuts the
+// server down gracefully, closes the store and saves it to the -snapshot file
+// if there is one. It returns nil after a clean shutdown and save.
+func run(ctx context.Context, cfg config, store *memstore.MemStore, logger *log.Logger) error {
+	defer store.Close() // stops the janitor on the early returns too
 
 	sessionManager := scs.New()
 	sessionManager.Store = store
@@ -140,13 +218,22 @@ func run(ctx context.Context, cfg config, logger *log.Logger) error {
 	logger.Print("shutting down")
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
-	if err := srv.Shutdown(shutdownCtx); err != nil {
-		return fmt.Errorf("shutdown: %w", err)
+	err = srv.Shutdown(shutdownCtx) // waits for requests in flight: none changes a session after the save
+	if err != nil {
+		err = fmt.Errorf("shutdown: %w", err)
 	}
-	if err := <-served; !errors.Is(err, http.ErrServerClosed) {
+	store.Close() // stops the janitor; WriteFile works after Close
+	if cfg.snapshot != "" {
+		// Saved even if requests outlived shutdownTimeout: they may lose
+		// their last change, but everyone else stays logged in.
+		logger.Printf("saving %d sessions to %s", store.Len(), cfg.snapshot)
+		if saveErr := store.WriteFile(cfg.snapshot); saveErr != nil {
+			err = errors.Join(err, fmt.Errorf("saving the sessions to %s: %w", cfg.snapshot, saveErr))
+		}
+	}
+	if err != nil {
 		return err
 	}
-	store.Close() // stops the janitor; the deferred Close covers the error paths
 	logger.Print("stopped")
 	return nil
 }

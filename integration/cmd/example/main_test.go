@@ -4,12 +4,15 @@ package main
 
 import (
 	"bufio"
+	"encoding/json"
 	"errors"
 	"flag"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -31,21 +34,31 @@ func TestParseFlags(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.addr != ":4000" || cfg.cleanup != time.Minute {
-		t.Fatalf("defaults are %+v, want -addr :4000 -cleanup 1m", cfg)
+	if want := (config{addr: ":4000", cleanup: time.Minute}); cfg != want {
+		t.Fatalf("defaults are %+v, want %+v", cfg, want)
 	}
 
-	cfg, err = parseFlags("example", []string{"-addr", "127.0.0.1:0", "-cleanup", "250ms"}, io.Discard)
+	cfg, err = parseFlags("example", []string{
+		"-addr", "127.0.0.1:0", "-cleanup", "250ms", "-max-bytes", "1048576",
+		"-snapshot", "/tmp/sessions.snap", "-snapshot-ignore-bad",
+	}, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.addr != "127.0.0.1:0" || cfg.cleanup != 250*time.Millisecond {
-		t.Fatalf("parsed %+v, want -addr 127.0.0.1:0 -cleanup 250ms", cfg)
+	want := config{
+		addr: "127.0.0.1:0", cleanup: 250 * time.Millisecond, maxBytes: 1 << 20,
+		snapshot: "/tmp/sessions.snap", snapshotIgnoreBad: true,
+	}
+	if cfg != want {
+		t.Fatalf("parsed %+v, want %+v", cfg, want)
 	}
 
 	for _, args := range [][]string{
 		{"-cleanup", "often"},
 		{"-cleanup", "-1s"},
+		{"-max-bytes", "-1"},
+		{"-max-bytes", "1MiB"},
+		{"-snapshot-ignore-bad"}, // without -snapshot: most likely a mistake
 		{"-nosuchflag"},
 		{"stray-argument"},
 	} {
@@ -62,7 +75,8 @@ func TestParseFlags(t *testing.T) {
 }
 
 // TestRoutes: /put then /get with one cookie jar gives "Hello world!"; a
-// browser without the cookie gets nothing.
+// browser without the cookie gets nothing; /debug/vars serves JSON and
+// creates no session.
 func TestRoutes(t *testing.T) {
 	store := memstore.New(0)
 	defer store.Close()
@@ -81,6 +95,13 @@ func TestRoutes(t *testing.T) {
 	}
 	if got := fetch(t, &http.Client{}, srv.URL+"/get"); got != "" {
 		t.Fatalf("/get without the cookie wrote %q, want nothing", got)
+	}
+	var vars map[string]json.RawMessage
+	if err := json.Unmarshal([]byte(fetch(t, &http.Client{}, srv.URL+"/debug/vars")), &vars); err != nil {
+		t.Fatalf("/debug/vars: %v", err)
+	}
+	if _, ok := vars["memstats"]; !ok {
+		t.Fatalf("/debug/vars has no memstats: it is not expvar's handler")
 	}
 	if n := store.Len(); n != 1 {
 		t.Fatalf("store holds %d sessions, want 1", n)
@@ -106,51 +127,37 @@ func fetch(t *testing.T, c *http.Client, url string) string {
 	return string(body)
 }
 
-// TestProcess builds the example with go build, runs it as a real process on
-// a free loopback port, drives /put and /get with a cookie jar, then sends a
-// signal and checks that the process shuts down and exits with status 0.
-func TestProcess(t *testing.T) {
-	if runtime.GOOS == "windows" {
-		t.Skip("sending SIGTERM and SIGINT to a process needs a Unix")
+// newBrowser returns a client with a cookie jar of its own, like one user's
+// browser. It keeps no idle connections, which would hold a server's
+// shutdown up.
+func newBrowser() *http.Client {
+	jar, _ := cookiejar.New(nil)
+	return &http.Client{
+		Jar:       jar,
+		Timeout:   30 * time.Second,
+		Transport: &http.Transport{DisableKeepAlives: true},
 	}
-	goTool, err := exec.LookPath("go")
-	if err != nil {
-		t.Skipf("no go tool to build the example with: %v", err)
-	}
-	bin := filepath.Join(t.TempDir(), "example")
-	build := exec.Command(goTool, "build", "-o", bin, ".")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+}
 
+// TestProcess runs the example as a real process on a free loopback port,
+// drives /put and /get with a cookie jar, then sends a signal and checks that
+// the process shuts down and exits with status 0.
+func TestProcess(t *testing.T) {
+	bin := exampleBinary(t)
 	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
 		t.Run(sig.String(), func(t *testing.T) {
 			p := startExample(t, bin, "-addr", "127.0.0.1:0", "-cleanup", "50ms")
 
-			jar, _ := cookiejar.New(nil)
-			client := &http.Client{Jar: jar, Timeout: 30 * time.Second}
-			fetch(t, client, "http://"+p.addr+"/put")
-			if got := fetch(t, client, "http://"+p.addr+"/get"); got != "Hello world!" {
+			browser := newBrowser()
+			fetch(t, browser, p.url("/put"))
+			if got := fetch(t, browser, p.url("/get")); got != "Hello world!" {
 				t.Fatalf("/get wrote %q, want %q", got, "Hello world!")
 			}
-			if got := fetch(t, &http.Client{Timeout: 30 * time.Second}, "http://"+p.addr+"/get"); got != "" {
+			if got := fetch(t, newBrowser(), p.url("/get")); got != "" {
 				t.Fatalf("/get without the cookie wrote %q, want nothing", got)
 			}
-			client.CloseIdleConnections()
 
-			if err := p.cmd.Process.Signal(sig); err != nil {
-				t.Fatal(err)
-			}
-			select {
-			case <-p.exited:
-			case <-time.After(30 * time.Second):
-				p.cmd.Process.Kill()
-				<-p.exited
-				t.Fatalf("still running 30s after %v; log:\n%s", sig, p.log())
-			}
-			if code := p.cmd.ProcessState.ExitCode(); code != 0 {
-				t.Fatalf("exited with status %d after %v, want 0; log:\n%s", code, sig, p.log())
-			}
+			p.stop(t, sig)
 			if log := p.log(); !strings.Contains(log, "shutting down") || !strings.Contains(log, "stopped") {
 				t.Fatalf("log does not show a graceful shutdown:\n%s", log)
 			}
@@ -158,11 +165,399 @@ func TestProcess(t *testing.T) {
 	}
 }
 
+// TestProcessSnapshotRestart: with -snapshot, a user who logged in before a
+// restart (put, SIGTERM, start again) is still logged in after it.
+func TestProcessSnapshotRestart(t *testing.T) {
+	bin := exampleBinary(t)
+	snap := filepath.Join(t.TempDir(), "sessions.snap")
+	browser := newBrowser()
+
+	p := startExample(t, bin, "-addr", "127.0.0.1:0", "-snapshot", snap)
+	fetch(t, browser, p.url("/put"))
+	p.stop(t, syscall.SIGTERM)
+
+	p = startExample(t, bin, "-addr", "127.0.0.1:0", "-snapshot", snap)
+	if !strings.Contains(p.log(), "restored 1 sessions") {
+		t.Errorf("log does not report the restored session:\n%s", p.log())
+	}
+	if got := fetch(t, browser, p.url("/get")); got != "Hello world!" {
+		t.Fatalf("after the restart /get wrote %q, want %q; log:\n%s", got, "Hello world!", p.log())
+	}
+	p.stop(t, syscall.SIGTERM)
+}
+
+// TestProcessBadSnapshot: a -snapshot file that is there but cannot be
+// restored, or a path that cannot be written, makes the server refuse to
+// start, with a message that names the file, and leaves the file as it was.
+// With -snapshot-ignore-bad it starts with no sessions, and its shutdown
+// replaces the bad file with a good one.
+func TestProcessBadSnapshot(t *testing.T) {
+	bin := exampleBinary(t)
+
+	// A valid snapshot holding one session, to be cut short.
+	good := memstore.New(0)
+	defer good.Close()
+	good.Commit("a-token", []byte("some data"), time.Now().Add(time.Hour))
+	goodFile := filepath.Join(t.TempDir(), "good.snap")
+	if err := good.WriteFile(goodFile); err != nil {
+		t.Fatal(err)
+	}
+	valid, err := os.ReadFile(goodFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	for _, tc := range []struct {
+		name  string
+		setUp func(snap string) error // makes snap bad
+	}{
+		{"not a snapshot", func(snap string) error {
+			return os.WriteFile(snap, []byte("user=alice; role=admin\n"), 0o600)
+		}},
+		{"truncated", func(snap string) error {
+			return os.WriteFile(snap, valid[:len(valid)-1], 0o600)
+		}},
+		{"a directory", func(snap string) error { return os.Mkdir(snap, 0o700) }},
+		{"in a missing directory", func(snap string) error { return os.Remove(filepath.Dir(snap)) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			snap := filepath.Join(t.TempDir(), "sub", "sessions.snap")
+			if err := os.Mkdir(filepath.Dir(snap), 0o700); err != nil {
+				t.Fatal(err)
+			}
+			if err := tc.setUp(snap); err != nil {
+				t.Fatal(err)
+			}
+			before, _ := os.ReadFile(snap) // nil for a directory or a missing file
+
+			p := launchExample(t, bin, "-addr", "127.0.0.1:0", "-snapshot", snap)
+			select {
+			case <-p.exited:
+			case <-p.listening:
+				t.Fatalf("started instead of refusing to; log:\n%s", p.log())
+			case <-time.After(processTimeout):
+				t.Fatalf("neither exited nor listened within %v; log:\n%s", processTimeout, p.log())
+			}
+			log := p.log()
+			if code := p.cmd.ProcessState.ExitCode(); code == 0 {
+				t.Fatalf("exited with status 0, want a refusal; log:\n%s", log)
+			}
+			if !strings.Contains(log, "refusing to start") || !strings.Contains(log, snap) {
+				t.Fatalf("the message does not say it refuses to start because of %s:\n%s", snap, log)
+			}
+			if after, _ := os.ReadFile(snap); string(after) != string(before) {
+				t.Fatalf("the refusal changed the file")
+			}
+		})
+	}
+
+	t.Run("ignored", func(t *testing.T) {
+		snap := filepath.Join(t.TempDir(), "sessions.snap")
+		if err := os.WriteFile(snap, []byte("user=alice; role=admin\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		p := startExample(t, bin, "-addr", "127.0.0.1:0", "-snapshot", snap, "-snapshot-ignore-bad")
+		if log := p.log(); !strings.Contains(log, "warning") || !strings.Contains(log, snap) {
+			t.Errorf("no warning naming %s in the log:\n%s", snap, log)
+		}
+		browser := newBrowser()
+		fetch(t, browser, p.url("/put"))
+		if got := fetch(t, browser, p.url("/get")); got != "Hello world!" {
+			t.Fatalf("/get wrote %q, want %q", got, "Hello world!")
+		}
+		p.stop(t, syscall.SIGTERM)
+
+		restored := memstore.New(0)
+		defer restored.Close()
+		if err := restored.ReadFile(snap); err != nil {
+			t.Fatalf("the shutdown did not replace the bad file with a good snapshot: %v", err)
+		}
+		if n := restored.Len(); n != 1 {
+			t.Fatalf("the new snapshot holds %d sessions, want 1", n)
+		}
+	})
+}
+
+// TestProcessSaveFails: when the snapshot cannot be saved at shutdown, here
+// because its directory was removed while the server ran, the failure is
+// logged and the exit status is not 0, so that a supervisor notices.
+func TestProcessSaveFails(t *testing.T) {
+	bin := exampleBinary(t)
+	dir := filepath.Join(t.TempDir(), "sub")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	snap := filepath.Join(dir, "sessions.snap")
+
+	p := startExample(t, bin, "-addr", "127.0.0.1:0", "-snapshot", snap)
+	fetch(t, newBrowser(), p.url("/put"))
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	p.wait(t)
+	if code := p.cmd.ProcessState.ExitCode(); code == 0 {
+		t.Fatalf("exited with status 0 although the save failed; log:\n%s", p.log())
+	}
+	if log := p.log(); !strings.Contains(log, "saving the sessions to "+snap) {
+		t.Fatalf("the log does not report the failed save:\n%s", log)
+	}
+}
+
+// TestProcessKilledWhileSaving: a server killed with SIGKILL in the middle of
+// writing a large snapshot leaves the previous snapshot whole, and the user
+// it holds is still logged in after the next start.
+//
+// The kill must land while the server is inside WriteFile: after it has
+// created its temporary file (FILE.*.tmp, next to FILE) and begun writing
+// it, before it renames it over FILE. The test makes that window long by
+// having the server restore, and so save, hundreds of megabytes; it polls for
+// the temporary file and kills the server as soon as the file holds some
+// bytes. The temporary file still being there after the server is dead proves
+// the kill landed in time. If the server won the race instead (a stalled
+// test process on a loaded machine, a fast disk), the attempt proves nothing
+// and is made again with twice the sessions; after three such attempts the
+// test fails rather than pass without having shown anything.
+func TestProcessKilledWhileSaving(t *testing.T) {
+	if testing.Short() {
+		t.Skip("writes snapshots of hundreds of megabytes")
+	}
+	bin := exampleBinary(t)
+	snap := filepath.Join(t.TempDir(), "sessions.snap")
+	browser := newBrowser()
+
+	// A first run leaves a snapshot holding the user's session.
+	p := startExample(t, bin, "-addr", "127.0.0.1:0", "-snapshot", snap)
+	fetch(t, browser, p.url("/put"))
+	token := sessionToken(t, browser, p.url("/"))
+	p.stop(t, syscall.SIGTERM)
+
+	const attempts = 3
+	for attempt, more := 1, 1<<19; ; attempt, more = attempt+1, 2*more {
+		missed := killWhileSaving(t, bin, snap, more)
+		if missed == "" {
+			break
+		}
+		if attempt == attempts {
+			t.Fatalf("%d attempts failed to kill the server while it saved; the last, with %d more sessions: %s", attempts, more, missed)
+		}
+		t.Logf("attempt %d, with %d more sessions, is inconclusive: %s", attempt, more, missed)
+	}
+
+	restored := memstore.New(0)
+	defer restored.Close()
+	if err := restored.ReadFile(snap); err != nil {
+		t.Fatalf("the previous snapshot does not restore: %v", err)
+	}
+	if _, found, _ := restored.Find(token); !found {
+		t.Fatalf("the previous snapshot has lost the user's session")
+	}
+	p = startExample(t, bin, "-addr", "127.0.0.1:0", "-snapshot", snap)
+	if got := fetch(t, browser, p.url("/get")); got != "Hello world!" {
+		t.Fatalf("after the restart /get wrote %q, want %q; log:\n%s", got, "Hello world!", p.log())
+	}
+	// The cleanup kills this server: a graceful stop would only save again.
+}
+
+// killWhileSaving adds more sessions to the snapshot in snap, starts the
+// server on it, sends SIGTERM and kills the server while it saves. If the
+// kill landed before the save was done, it fails t unless snap is still the
+// very file it was before, and returns "". Otherwise it returns what happened
+// instead.
+func killWhileSaving(t *testing.T, bin, snap string, more int) (missed string) {
+	t.Helper()
+	// Grow the snapshot: what snap holds (the user's session among it) and
+	// enough others to make the save slow. Their data is opaque to the
+	// server: it never decodes a session that no request asks for.
+	large := memstore.New(0)
+	if err := large.ReadFile(snap); err != nil {
+		t.Fatal(err)
+	}
+	data, expiry := make([]byte, 512), time.Now().Add(time.Hour)
+	for i := range more {
+		large.Commit(fmt.Sprintf("filler-%036d", i), data, expiry) // 43 bytes, as scs's tokens
+	}
+	if err := large.WriteFile(snap); err != nil {
+		t.Fatal(err)
+	}
+	large.Close()
+	before, err := os.Stat(snap)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	p := startExample(t, bin, "-addr", "127.0.0.1:0", "-snapshot", snap)
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	tmpFiles := snap + ".*.tmp"
+	deadline := time.Now().Add(processTimeout)
+	for !hasBytes(tmpFiles) {
+		select {
+		case <-p.exited: // the save was done before the poll saw it begin
+			if code := p.cmd.ProcessState.ExitCode(); code != 0 {
+				t.Fatalf("exited with status %d; log:\n%s", code, p.log())
+			}
+			return "the server exited before a temporary file with data in it was seen"
+		case <-time.After(time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no temporary file %s within %v of SIGTERM; log:\n%s", tmpFiles, processTimeout, p.log())
+		}
+	}
+	p.cmd.Process.Kill()
+	p.wait(t)
+
+	left, _ := filepath.Glob(tmpFiles)
+	if status := p.cmd.ProcessState.Sys().(syscall.WaitStatus); !status.Signaled() || len(left) == 0 {
+		return "the server finished saving before the kill landed"
+	}
+	if info, err := os.Stat(left[0]); err == nil {
+		t.Logf("killed with %d bytes of about %d written to %s", info.Size(), before.Size(), left[0])
+	}
+	after, err := os.Stat(snap)
+	if err != nil {
+		t.Fatalf("the snapshot is gone after the kill: %v", err)
+	}
+	if !os.SameFile(before, after) || after.Size() != before.Size() || !after.ModTime().Equal(before.ModTime()) {
+		t.Fatalf("the kill left a snapshot that is not the previous one, untouched")
+	}
+	return ""
+}
+
+// hasBytes reports whether a file matching pattern exists and is not empty.
+func hasBytes(pattern string) bool {
+	names, _ := filepath.Glob(pattern)
+	for _, name := range names {
+		if info, err := os.Stat(name); err == nil && info.Size() > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// sessionToken returns the session token in browser's cookie jar for rawURL.
+func sessionToken(t *testing.T, browser *http.Client, rawURL string) string {
+	t.Helper()
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := scs.New().Cookie.Name
+	for _, c := range browser.Jar.Cookies(u) {
+		if c.Name == name {
+			return c.Value
+		}
+	}
+	t.Fatalf("no %q cookie in the jar for %s", name, rawURL)
+	return ""
+}
+
+// TestProcessExpvar scrapes /debug/vars from the running process, started
+// with -max-bytes: the memstore variable counts the sessions created, shows
+// the cap, and under a flood of new sessions stays within the cap by
+// evicting.
+func TestProcessExpvar(t *testing.T) {
+	bin := exampleBinary(t)
+	const maxBytes = 100_000
+	p := startExample(t, bin, "-addr", "127.0.0.1:0", "-max-bytes", fmt.Sprint(maxBytes))
+
+	putNew := func(n int) { // n users, each with a new session
+		for range n {
+			fetch(t, newBrowser(), p.url("/put"))
+		}
+	}
+	const users = 10
+	putNew(users)
+	stats := scrape(t, p.url("/debug/vars"))
+	if stats.Sessions != users || stats.MaxBytes != maxBytes || stats.Bytes <= 0 || stats.Bytes > maxBytes || stats.Evicted != 0 {
+		t.Fatalf("after %d users, memstore is %+v; want %d sessions, none evicted, MaxBytes %d and Bytes within it",
+			users, stats, users, maxBytes)
+	}
+
+	// Twice as many sessions as the cap holds.
+	flood := int(2 * maxBytes / (stats.Bytes / users))
+	putNew(flood)
+	stats = scrape(t, p.url("/debug/vars"))
+	if stats.Bytes > maxBytes || stats.Evicted == 0 || stats.Sessions+int(stats.Evicted) != users+flood {
+		t.Fatalf("after %d more users, memstore is %+v; want Bytes within MaxBytes %d, and Sessions + Evicted = %d",
+			flood, stats, maxBytes, users+flood)
+	}
+	p.stop(t, syscall.SIGTERM)
+}
+
+// scrape GETs the expvar page at url and returns its memstore variable.
+func scrape(t *testing.T, url string) memstore.Stats {
+	t.Helper()
+	var vars struct {
+		Memstore *memstore.Stats `json:"memstore"`
+	}
+	if err := json.Unmarshal([]byte(fetch(t, newBrowser(), url)), &vars); err != nil {
+		t.Fatalf("%s: %v", url, err)
+	}
+	if vars.Memstore == nil {
+		t.Fatalf("%s has no memstore variable", url)
+	}
+	return *vars.Memstore
+}
+
+// processTimeout bounds how long a test waits for the example to start or to
+// exit: restoring or saving a large snapshot on a loaded machine takes a
+// while. Only a hung process should ever reach it.
+const processTimeout = 2 * time.Minute
+
+// The example binary, built once for all the tests that run it (see
+// exampleBinary) in a directory that TestMain removes.
+var (
+	buildOnce sync.Once
+	buildDir  string
+	binary    string
+	buildErr  error
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if buildDir != "" {
+		os.RemoveAll(buildDir)
+	}
+	os.Exit(code)
+}
+
+// exampleBinary returns the example built with go build, building it on the
+// first call. It skips t where there is no go tool, or no Unix to signal
+// processes.
+func exampleBinary(t *testing.T) string {
+	t.Helper()
+	if runtime.GOOS == "windows" {
+		t.Skip("sending SIGTERM and SIGINT to a process needs a Unix")
+	}
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		t.Skipf("no go tool to build the example with: %v", err)
+	}
+	buildOnce.Do(func() {
+		if buildDir, buildErr = os.MkdirTemp("", "example-test-"); buildErr != nil {
+			return
+		}
+		binary = filepath.Join(buildDir, "example")
+		if out, err := exec.Command(goTool, "build", "-o", binary, ".").CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binary
+}
+
 // process is a running example server.
 type process struct {
-	cmd    *exec.Cmd
-	addr   string        // host:port it listens on
-	exited chan struct{} // closed once cmd.Wait has returned
+	cmd       *exec.Cmd
+	addr      string        // host:port it listens on, once startExample has returned
+	listening chan string   // receives the address it logs it listens on
+	exited    chan struct{} // closed once cmd.Wait has returned
 
 	mu     sync.Mutex
 	stderr strings.Builder // everything it has logged so far
@@ -175,11 +570,35 @@ func (p *process) log() string {
 	return p.stderr.String()
 }
 
+// url returns the URL of path on the process.
+func (p *process) url(path string) string {
+	return "http://" + p.addr + path
+}
+
 // startExample starts bin with args and waits until it logs the address it
 // listens on. The process is killed when the test ends if still running.
 func startExample(t *testing.T, bin string, args ...string) *process {
 	t.Helper()
-	p := &process{cmd: exec.Command(bin, args...), exited: make(chan struct{})}
+	p := launchExample(t, bin, args...)
+	select {
+	case p.addr = <-p.listening:
+	case <-p.exited:
+		t.Fatalf("exited before listening; log:\n%s", p.log())
+	case <-time.After(processTimeout):
+		t.Fatalf("did not log its address within %v; log:\n%s", processTimeout, p.log())
+	}
+	return p
+}
+
+// launchExample starts bin with args, without waiting for anything. The
+// process is killed when the test ends if still running.
+func launchExample(t *testing.T, bin string, args ...string) *process {
+	t.Helper()
+	p := &process{
+		cmd:       exec.Command(bin, args...),
+		listening: make(chan string, 1),
+		exited:    make(chan struct{}),
+	}
 	p.cmd.Stdout = os.Stderr
 	stderr, err := p.cmd.StderrPipe()
 	if err != nil {
@@ -189,7 +608,6 @@ func startExample(t *testing.T, bin string, args ...string) *process {
 		t.Fatal(err)
 	}
 
-	addrc := make(chan string, 1)
 	scanned := make(chan struct{})
 	go func() {
 		defer close(scanned)
@@ -201,7 +619,7 @@ func startExample(t *testing.T, bin string, args ...string) *process {
 			p.mu.Unlock()
 			if _, addr, ok := strings.Cut(line, "listening on "); ok {
 				select {
-				case addrc <- addr:
+				case p.listening <- addr:
 				default:
 				}
 			}
@@ -220,13 +638,31 @@ func startExample(t *testing.T, bin string, args ...string) *process {
 			<-p.exited
 		}
 	})
-
-	select {
-	case p.addr = <-addrc:
-	case <-p.exited:
-		t.Fatalf("exited before listening; log:\n%s", p.log())
-	case <-time.After(30 * time.Second):
-		t.Fatalf("did not log its address within 30s; log:\n%s", p.log())
-	}
 	return p
+}
+
+// wait waits until the process has exited. If it is still running after
+// processTimeout, wait kills it and fails t.
+func (p *process) wait(t *testing.T) {
+	t.Helper()
+	select {
+	case <-p.exited:
+	case <-time.After(processTimeout):
+		p.cmd.Process.Kill()
+		<-p.exited
+		t.Fatalf("still running after %v; log:\n%s", processTimeout, p.log())
+	}
+}
+
+// stop sends sig to the process, waits until it has exited and fails t
+// unless its exit status is 0.
+func (p *process) stop(t *testing.T, sig os.Signal) {
+	t.Helper()
+	if err := p.cmd.Process.Signal(sig); err != nil {
+		t.Fatal(err)
+	}
+	p.wait(t)
+	if code := p.cmd.ProcessState.ExitCode(); code != 0 {
+		t.Fatalf("exited with status %d after %v, want 0; log:\n%s", code, sig, p.log())
+	}
 }

@@ -1,0 +1,100 @@
+// SPDX-License-Identifier: MIT
+
+package storetest
+
+import (
+	"math"
+	"math/bits"
+	"testing"
+	"time"
+)
+
+// FindWaits is how long a run of Find calls took, as MeasureFindWaits saw
+// them: the figures that show whether something running beside the calls,
+// such as a store's cleanup, holds requests up.
+type FindWaits struct {
+	Calls   int           // how many Find calls were made
+	Longest time.Duration // the longest of them
+	P9999   time.Duration // the 99.99th percentile, to within 1/8 of its value
+}
+
+// MeasureFindWaits calls s.Find on tokens, round and round from one
+// goroutine, for as long as during runs, and returns how long the calls took.
+// tokens must not be empty. Measuring allocates nothing, so no garbage
+// collection it causes adds to the waits it measures.
+func MeasureFindWaits(s Store, tokens []string, during func()) FindWaits {
+	var hist waitHistogram
+	var longest time.Duration
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			start := time.Now()
+			s.Find(tokens[i%len(tokens)])
+			wait := time.Since(start)
+			hist[waitBucket(wait)]++
+			longest = max(longest, wait)
+		}
+	}()
+	during()
+	close(stop)
+	<-done
+	return FindWaits{Calls: hist.total(), Longest: longest, P9999: hist.percentile(0.9999)}
+}
+
+// Report records w as two benchmark metrics, in microseconds, named after
+// what ran beside the calls: max-µs-BESIDE and p99.99-µs-BESIDE.
+func (w FindWaits) Report(b *testing.B, beside string) {
+	b.ReportMetric(float64(w.Longest)/float64(time.Microsecond), "max-µs-"+beside)
+	b.ReportMetric(float64(w.P9999)/float64(time.Microsecond), "p99.99-µs-"+beside)
+}
+
+// waitHistogram counts durations in buckets 1/8 of a power of two wide, so
+// that counting millions of calls takes a fixed array and a percentile is off
+// by at most 12.5%.
+type waitHistogram [64 * 8]int
+
+// waitBucket returns the bucket that d falls in.
+func waitBucket(d time.Duration) int {
+	n := uint64(max(d, 1))
+	exp := bits.Len64(n) - 1 // 2^exp <= n < 2^(exp+1)
+	if exp < 3 {
+		return int(n)
+	}
+	return exp*8 + int(n>>(exp-3)&7)
+}
+
+// bucketTop is the largest duration that falls in bucket i.
+func bucketTop(i int) time.Duration {
+	if i < 8 {
+		return time.Duration(i)
+	}
+	exp, eighth := i/8, i%8
+	return time.Duration((8+uint64(eighth)+1)<<(exp-3) - 1)
+}
+
+// total is the number of durations counted.
+func (h *waitHistogram) total() int {
+	total := 0
+	for _, n := range h {
+		total += n
+	}
+	return total
+}
+
+// percentile returns the duration at or below which fraction q of the calls fell.
+func (h *waitHistogram) percentile(q float64) time.Duration {
+	rank := int(math.Ceil(q * float64(h.total())))
+	for i, n := range h {
+		if rank -= n; rank <= 0 {
+			return bucketTop(i)
+		}
+	}
+	return 0
+}
