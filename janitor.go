@@ -53,26 +53,27 @@ func (j *janitor) stop() {
 	j.stopOnce.Do(func() { close(j.done) })
 }
 
-// removalPause is how long the janitor leaves the lock alone after each
-// batch of removals. A burst of expiries then holds the write lock for a small
-// fraction of the time, so that few requests ever meet it: a batch of
-// batchSize removals takes about a tenth of a millisecond.
-const removalPause = 2 * time.Millisecond
+// removalPacing is how many times longer than it held the write lock for a
+// batch of removals the janitor then leaves the lock alone. A burst of
+// expiries thus holds the write lock for at most 1/(removalPacing+1) of the
+// time, however large, and few requests ever meet it; a pass over many
+// expired sessions takes that many times longer, in the background.
+const removalPacing = 40
 
 // sweep removes every entry that had expired when it started, unless stop is
 // closed first.
 //
 // It finds expired entries under the read lock, which requests share, and
 // takes the write lock only to remove them, batchSize at a time, pausing
-// after each batch: however large the store, a request waits behind one batch
-// at most. A pass that finds nothing expired never blocks Find (its read
+// after each batch (see removalPacing): however large the store, a request
+// waits behind one batch at most. A pass that finds nothing expired never blocks Find (its read
 // holds delay only writers, by one batch at most), except for the moment it
 // takes to record its figures.
 func (m *MemStore) sweep(stop <-chan struct{}) {
 	start, sweepStart := time.Now(), m.now()
 	expired := make([]string, 0, 2*batchSize) // at most batchSize carried over, plus one batch's worth
 	var longestWriteHold time.Duration
-	removeExpired := func() {
+	removeExpired := func() (held time.Duration) {
 		m.mu.Lock()
 		heldSince := time.Now()
 		for _, token := range expired {
@@ -81,9 +82,11 @@ func (m *MemStore) sweep(stop <-chan struct{}) {
 				m.expireLocked(token, e)
 			}
 		}
-		longestWriteHold = max(longestWriteHold, time.Since(heldSince))
+		held = time.Since(heldSince)
 		m.mu.Unlock()
+		longestWriteHold = max(longestWriteHold, held)
 		expired = expired[:0]
+		return held
 	}
 
 	longestReadHold := m.walk(m.mu.RLocker(), func(token string, e entry) {
@@ -94,8 +97,8 @@ func (m *MemStore) sweep(stop <-chan struct{}) {
 		if len(expired) < batchSize {
 			return !stopped(stop)
 		}
-		removeExpired()
-		return pause(removalPause, stop)
+		held := removeExpired()
+		return pause(removalPacing*held, stop)
 	})
 	if stopped(stop) {
 		return // Close cut the pass short: it is not counted as one

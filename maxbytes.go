@@ -119,10 +119,10 @@ type evictionPool struct {
 // The pool may then hold a token twice: the copy left after the first is
 // evicted is stale, and dropped like any other.
 func (p *evictionPool) offer(c candidate) {
-	i := sort.Search(len(p.best), func(j int) bool { return p.best[j].expiresAt > c.expiresAt })
-	if i == poolSize {
-		return
+	if len(p.best) == poolSize && c.expiresAt >= p.best[poolSize-1].expiresAt {
+		return // the common case once the pool is full: no better than any
 	}
+	i := sort.Search(len(p.best), func(j int) bool { return p.best[j].expiresAt > c.expiresAt })
 	if p.best == nil {
 		p.best = make([]candidate, 0, poolSize+1) // room to insert before dropping the worst
 	}
