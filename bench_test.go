@@ -52,24 +52,6 @@ func (s *naiveStore) Delete(token string) error {
 	return nil
 }
 
-// store is what the side-by-side benchmarks need of both stores.
-type store interface {
-	Find(token string) ([]byte, bool, error)
-	Commit(token string, b []byte, expiry time.Time) error
-	Delete(token string) error
-}
-
-// benchStores runs bench against this store and the naive one, as sub-benchmarks
-// named so that benchstat can line them up.
-func benchStores(b *testing.B, bench func(b *testing.B, s store)) {
-	b.Run("store=memstore", func(b *testing.B) {
-		m := memstore.New(0)
-		defer m.Close()
-		bench(b, m)
-	})
-	b.Run("store=naive", func(b *testing.B) { bench(b, newNaiveStore()) })
-}
-
 // payload is the size of a small real scs session (its gob encoding of a
 // deadline and a few values).
 var payload = make([]byte, 149)
@@ -84,7 +66,7 @@ func tokens(n int) []string {
 }
 
 // fill commits a session for every token in toks, expiring at expiry.
-func fill(b *testing.B, s store, toks []string, expiry time.Time) {
+func fill(b *testing.B, s storetest.Store, toks []string, expiry time.Time) {
 	b.Helper()
 	for _, tok := range toks {
 		if err := s.Commit(tok, payload, expiry); err != nil {
@@ -93,79 +75,25 @@ func fill(b *testing.B, s store, toks []string, expiry time.Time) {
 	}
 }
 
-func BenchmarkFind(b *testing.B) {
-	toks := tokens(10_000)
-	benchStores(b, func(b *testing.B, s store) {
-		fill(b, s, toks, time.Now().Add(time.Hour))
-		b.Run("hit", func(b *testing.B) {
-			b.ReportAllocs()
-			for i := 0; b.Loop(); i++ {
-				s.Find(toks[i%len(toks)])
-			}
-		})
-		b.Run("miss", func(b *testing.B) {
-			b.ReportAllocs()
-			for i := 0; b.Loop(); i++ {
-				s.Find(toks[i%len(toks)][1:])
-			}
-		})
-	})
-}
-
-func BenchmarkCommit(b *testing.B) {
-	toks := tokens(10_000)
-	benchStores(b, func(b *testing.B, s store) {
-		expiry := time.Now().Add(time.Hour)
-		fill(b, s, toks, expiry)
-		b.ReportAllocs()
-		for i := 0; b.Loop(); i++ {
-			s.Commit(toks[i%len(toks)], payload, expiry) // an overwrite, as scs does on every request that changes a session
-		}
-	})
-}
-
-func BenchmarkChurn(b *testing.B) {
-	toks := tokens(100_000)
-	benchStores(b, func(b *testing.B, s store) {
-		expiry := time.Now().Add(time.Hour)
-		b.ReportAllocs()
-		for i := 0; b.Loop(); i++ {
-			tok := toks[i%len(toks)]
-			s.Commit(tok, payload, expiry)
-			s.Find(tok)
-			s.Delete(tok)
-		}
-	})
-}
-
-func BenchmarkParallelMixed(b *testing.B) {
-	toks := tokens(10_000)
-	benchStores(b, func(b *testing.B, s store) {
-		expiry := time.Now().Add(time.Hour)
-		fill(b, s, toks, expiry)
-		b.ReportAllocs()
-		b.ResetTimer()
-		b.RunParallel(func(pb *testing.PB) {
-			for i := 0; pb.Next(); i++ {
-				tok := toks[(i*7919)%len(toks)]
-				if i%10 == 0 {
-					s.Commit(tok, payload, expiry)
-				} else {
-					s.Find(tok)
-				}
-			}
+// BenchmarkStores runs the storetest kit's standard workloads (find-hit,
+// find-miss, commit, churn, parallel-mixed-90-10 and all-10k) against this
+// store and the naive one, as sub-benchmarks named store=NAME, so that
+//
+//	go test -run '^$' -bench Stores -count 6 > stores.txt
+//	benchstat -col /store stores.txt
+//
+// lines them up. all-10k is skipped for the naive store, which has no All.
+func BenchmarkStores(b *testing.B) {
+	b.Run("store=memstore", func(b *testing.B) {
+		storetest.Bench(b, func(b *testing.B) storetest.Store {
+			m := memstore.New(time.Minute)
+			b.Cleanup(func() { m.Close() })
+			return m
 		})
 	})
-}
-
-func BenchmarkAll(b *testing.B) {
-	m := memstore.New(0)
-	defer m.Close()
-	fill(b, m, tokens(10_000), time.Now().Add(time.Hour))
-	b.ReportAllocs()
-	for b.Loop() {
-		m.All()
-	}
+	b.Run("store=naive", func(b *testing.B) {
+		storetest.Bench(b, func(*testing.B) storetest.Store { return newNaiveStore() })
+	})
 }
 
 // BenchmarkMaxBytes compares Commit under a full cap, where every Commit of a

@@ -20,14 +20,3 @@ func TestConformance(t *testing.T) {
 		return m
 	})
 }
-
-// BenchmarkConformance measures the store with the storetest kit's standard
-// workloads, the figures any other scs store run through storetest.Bench can
-// be compared with.
-func BenchmarkConformance(b *testing.B) {
-	storetest.Bench(b, func(b *testing.B) storetest.Store {
-		m := memstore.New(time.Minute)
-		b.Cleanup(func() { m.Close() })
-		return m
-	})
-}

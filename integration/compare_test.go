@@ -22,10 +22,13 @@ import (
 	"github.com/patrickmn/go-cache"
 )
 
-// The side-by-side benchmarks run every workload against three stores, as
-// sub-benchmarks named store=memstore (this module's store), store=scs-memstore
-// (scs v2's own memstore) and store=go-cache (the original design), so that
-// benchstat lines them up from one run:
+// The side-by-side benchmarks run workloads that need more than the storetest
+// kit's (the kit's own run in BenchmarkStores, in stores_test.go) against
+// three stores, as sub-benchmarks named store=memstore (this module's store),
+// store=scs-memstore (scs v2's own memstore) and store=go-cache (the original
+// design), so that benchstat lines them up from one run: the heap per
+// session, a request through scs's LoadAndSave, and the wait of a Find
+// during a sweep.
 //
 //	go test -run '^$' -bench . -count 6 > new.txt && benchstat -col /store new.txt
 
@@ -185,69 +188,6 @@ func fill(b *testing.B, s store, toks []string, expiry time.Time) {
 			b.Fatal(err)
 		}
 	}
-}
-
-// BenchmarkFind: a Find that hits, in a store of 10,000 sessions.
-func BenchmarkFind(b *testing.B) {
-	toks := tokens(10_000)
-	benchStores(b, func(b *testing.B, s store) {
-		fill(b, s, toks, time.Now().Add(time.Hour))
-		b.ReportAllocs()
-		for i := 0; b.Loop(); i++ {
-			s.Find(toks[i%len(toks)])
-		}
-	})
-}
-
-// BenchmarkCommit: a Commit that overwrites one of 10,000 sessions, as scs
-// does at the end of every request that changed a session.
-func BenchmarkCommit(b *testing.B) {
-	toks := tokens(10_000)
-	benchStores(b, func(b *testing.B, s store) {
-		expiry := time.Now().Add(time.Hour)
-		fill(b, s, toks, expiry)
-		b.ReportAllocs()
-		for i := 0; b.Loop(); i++ {
-			s.Commit(toks[i%len(toks)], payload, expiry)
-		}
-	})
-}
-
-// BenchmarkChurn: a session's whole life, Commit, Find, Delete.
-func BenchmarkChurn(b *testing.B) {
-	toks := tokens(100_000)
-	benchStores(b, func(b *testing.B, s store) {
-		expiry := time.Now().Add(time.Hour)
-		b.ReportAllocs()
-		for i := 0; b.Loop(); i++ {
-			tok := toks[i%len(toks)]
-			s.Commit(tok, payload, expiry)
-			s.Find(tok)
-			s.Delete(tok)
-		}
-	})
-}
-
-// BenchmarkParallelMixed: every core doing nine Finds to one Commit over
-// 10,000 sessions.
-func BenchmarkParallelMixed(b *testing.B) {
-	toks := tokens(10_000)
-	benchStores(b, func(b *testing.B, s store) {
-		expiry := time.Now().Add(time.Hour)
-		fill(b, s, toks, expiry)
-		b.ReportAllocs()
-		b.ResetTimer()
-		b.RunParallel(func(pb *testing.PB) {
-			for i := 0; pb.Next(); i++ {
-				tok := toks[(i*7919)%len(toks)]
-				if i%10 == 0 {
-					s.Commit(tok, payload, expiry)
-				} else {
-					s.Find(tok)
-				}
-			}
-		})
-	})
 }
 
 // BenchmarkHeapPerSession reports the Go heap that each stored session costs

@@ -26,9 +26,10 @@ import (
 	"github.com/gomodule/redigo/redis"
 )
 
-// TestStores and BenchmarkStores run the storetest kit over three stores:
-// this module's memstore, scs v2's own memstore, and scs's redisstore against
-// a real redis-server that the test starts on a free loopback port. The
+// TestStores and BenchmarkStores run the storetest kit over four stores:
+// this module's memstore, scs v2's own memstore, the original engine's
+// go-cache design (cacheStore, in compare_test.go), and scs's redisstore
+// against a real redis-server that the test starts on a free loopback port. The
 // benchmarks are sub-benchmarks named store=NAME, so that benchstat lines the
 // stores up from one run:
 //
@@ -114,6 +115,19 @@ var peers = []peer{
 			return scsmemstore.NewWithCleanupInterval(0)
 		},
 		skips: map[string]string{"ctx-methods-behave-like-plain-ones": noCtxMethods},
+	},
+	{
+		name: "go-cache",
+		open: func(testing.TB, string) storetest.Store {
+			return newCacheStore(0) // no janitor: go-cache's Get checks the expiry anyway
+		},
+		skips: map[string]string{
+			"all-returns-non-nil-map-of-live-sessions": "no All",
+			"ctx-methods-behave-like-plain-ones":       noCtxMethods,
+		},
+		breaks: map[string]string{
+			"past-expiry-never-found": "go-cache stores a lifetime of zero or less as one that never ends",
+		},
 	},
 	{
 		name:  "redis",
