@@ -60,15 +60,19 @@ func (j *janitor) stop() {
 // expired sessions takes that many times longer, in the background.
 const removalPacing = 40
 
+// maxRemovalPause bounds that pause, so that a batch that held the lock long
+// only because the machine stalled does not park the sweep for seconds.
+const maxRemovalPause = 100 * time.Millisecond
+
 // sweep removes every entry that had expired when it started, unless stop is
 // closed first.
 //
 // It finds expired entries under the read lock, which requests share, and
-// takes the write lock only to remove them, batchSize at a time, pausing
-// after each batch (see removalPacing): however large the store, a request
-// waits behind one batch at most. A pass that finds nothing expired never blocks Find (its read
-// holds delay only writers, by one batch at most), except for the moment it
-// takes to record its figures.
+// takes the write lock only to remove them, in batches of batchSize to
+// 2*batchSize-1, pausing after each (see removalPacing): however large the
+// store, a request waits behind one batch at most. A pass that finds nothing
+// expired holds up writers by one read batch at most, and so Find only when
+// it queues behind such a writer.
 func (m *MemStore) sweep(stop <-chan struct{}) {
 	start, sweepStart := time.Now(), m.now()
 	expired := make([]string, 0, 2*batchSize) // at most batchSize carried over, plus one batch's worth
@@ -98,7 +102,7 @@ func (m *MemStore) sweep(stop <-chan struct{}) {
 			return !stopped(stop)
 		}
 		held := removeExpired()
-		return pause(removalPacing*held, stop)
+		return pause(min(removalPacing*held, maxRemovalPause), stop)
 	})
 	if stopped(stop) {
 		return // Close cut the pass short: it is not counted as one
@@ -137,9 +141,9 @@ func pause(d time.Duration, stop <-chan struct{}) bool {
 	}
 }
 
-// Close stops the janitor and returns once its goroutine has exited, which
-// may mean waiting for a sweep in progress to finish. It is safe to call more
-// than once and from several goroutines at a time; it always returns nil.
+// Close stops the janitor and returns once its goroutine has exited: a sweep
+// in progress stops after the batch it is on. It is safe to call more than
+// once and from several goroutines at a time; it always returns nil.
 //
 // After Close every method keeps working and Find still hides expired
 // sessions; only the background removal of expired sessions stops.

@@ -174,11 +174,13 @@ func (m *MemStore) Delete(token string) error {
 // so it is not an atomic snapshot: a session committed or deleted while All
 // runs may or may not be in the result. The error is always nil.
 func (m *MemStore) All() (map[string][]byte, error) {
-	sessions := m.liveSessions()
-	all := make(map[string][]byte, len(sessions))
-	for _, s := range sessions {
-		all[s.token] = s.e.data // of a token met twice, the newer entry comes last
-	}
+	all := make(map[string][]byte, m.Len())
+	now := m.now()
+	m.walk(m.mu.RLocker(), func(token string, e entry) {
+		if e.expiresAt > now {
+			all[token] = e.data // of a token met twice (see liveSessions), the newer comes last
+		}
+	}, nil)
 	return all, nil
 }
 
@@ -321,8 +323,8 @@ const batchSize = 1024
 
 // walk calls visit for every entry in the map, holding lk while it does but
 // releasing and retaking it every batchSize entries, and returns the longest
-// single hold. visit runs with lk held. Between batches, with lk released, walk calls between, if not nil, and
-// stops if it returns false.
+// single hold. visit runs with lk held. Between batches, with lk released,
+// walk calls between, if not nil, and stops if it returns false.
 //
 // The Go specification makes this safe with writers running between batches:
 // an entry removed before the walk reaches it is not visited, an entry added

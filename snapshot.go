@@ -95,7 +95,8 @@ func (m *MemStore) WriteTo(w io.Writer) (int64, error) {
 // Sessions that have expired since the snapshot was written are skipped. A
 // token the store already holds keeps the store's session, even an expired
 // one, as the store's is the more recent; of a token the snapshot holds twice,
-// the first unexpired session counts (WriteTo writes the newer first). Under
+// the first unexpired session counts (WriteTo writes the newer first, so the
+// older comes back only if the newer has expired since). Under
 // a cap set by WithMaxBytes, restored sessions take room like committed ones,
 // evicting others if need be, and a session larger than the whole cap is
 // skipped.

@@ -3,6 +3,7 @@
 package storetest
 
 import (
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -35,13 +36,16 @@ func TestWaitHistogram(t *testing.T) {
 	}
 }
 
-// slowStore is a Store whose Find takes as long as the next wait in waits.
+// slowStore is a Store whose Find takes as long as the next wait in waits,
+// and counts its calls.
 type slowStore struct {
 	Store
 	waits chan time.Duration
+	calls *atomic.Int64
 }
 
 func (s slowStore) Find(string) ([]byte, bool, error) {
+	s.calls.Add(1)
 	select {
 	case d := <-s.waits:
 		time.Sleep(d)
@@ -51,13 +55,12 @@ func (s slowStore) Find(string) ([]byte, bool, error) {
 }
 
 func TestMeasureFindWaitsSeesASlowCall(t *testing.T) {
-	s := slowStore{waits: make(chan time.Duration, 1)}
+	s := slowStore{waits: make(chan time.Duration, 1), calls: new(atomic.Int64)}
 	s.waits <- 20 * time.Millisecond
 	w := MeasureFindWaits(s, []string{"tok"}, func() {
-		for len(s.waits) > 0 {
+		for s.calls.Load() < 2 { // the slow call, then a fast one at least
 			time.Sleep(time.Millisecond)
 		}
-		time.Sleep(50 * time.Millisecond) // the slow call, then many fast ones
 	})
 	if w.Longest < 20*time.Millisecond || w.Calls < 2 || w.P9999 > w.Longest {
 		t.Fatalf("MeasureFindWaits = %+v; want at least two calls, the longest at least 20ms", w)
