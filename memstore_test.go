@@ -487,6 +487,24 @@ func TestForgottenStoreStopsItsJanitor(t *testing.T) {
 	janitorsBack(t, 0)
 }
 
+func TestCloseCutsASweepShort(t *testing.T) {
+	m := memstore.New(time.Millisecond)
+	const expiring = 200_000 // a paced pass over them takes seconds
+	for i := range expiring {
+		mustCommit(t, m, fmt.Sprint(i), nil, time.Now().Add(shortLife))
+	}
+	eventually(t, "a sweep under way", func() bool { return m.Len() < expiring })
+	m.Close()
+	left := m.Len()
+	if left == 0 {
+		t.Fatal("Close returned after the sweep had removed every expired session; want it cut short")
+	}
+	time.Sleep(20 * time.Millisecond) // twenty janitor intervals
+	if n := m.Len(); n != left {
+		t.Fatalf("Len went from %d to %d after Close; want no more removals", left, n)
+	}
+}
+
 func TestJanitorKeepsSessionsRenewedDuringASweep(t *testing.T) {
 	m := memstore.New(time.Millisecond)
 	defer m.Close()
