@@ -175,42 +175,21 @@ func (m *MemStore) Delete(token string) error {
 // runs may or may not be in the result. The error is always nil.
 func (m *MemStore) All() (map[string][]byte, error) {
 	all := make(map[string][]byte, m.Len())
-	now := m.now()
-	m.walk(m.mu.RLocker(), func(token string, e entry) {
-		if e.expiresAt > now {
-			all[token] = e.data // of a token met twice (see liveSessions), the newer comes last
-		}
-	}, nil)
+	m.walkLive(func(token string, e entry) {
+		all[token] = e.data // of a token met twice (see liveSessions), the newer comes last
+	})
 	return all, nil
 }
 
-// session is a reference to one stored entry, taken by liveSessions or
-// decoded from a snapshot.
-type session struct {
-	token string
-	e     entry
-}
-
-// liveSessions returns a reference to every unexpired entry. It holds the
-// read lock a batch at a time (see walk). References are enough: stored data
-// is never modified, only replaced, so it stays valid after the lock is
-// released.
-//
-// A token deleted and committed again between two batches is a new map entry,
-// which the walk may visit as well as the old one: such a token is returned
-// twice, the older entry first. Removing the duplicates would take a set of
-// every token, about doubling the cost of a snapshot, for a case that scs,
-// which never reuses a token, does not produce; All and WriteTo keep the
-// newer entry.
-func (m *MemStore) liveSessions() []session {
-	sessions := make([]session, 0, m.Len())
+// walkLive calls visit for every unexpired entry, under the read lock held a
+// batch at a time (see walk).
+func (m *MemStore) walkLive(visit func(token string, e entry)) {
 	now := m.now()
 	m.walk(m.mu.RLocker(), func(token string, e entry) {
 		if e.expiresAt > now {
-			sessions = append(sessions, session{token, e})
+			visit(token, e)
 		}
 	}, nil)
-	return sessions
 }
 
 // Len returns the number of sessions held, counting expired ones that the

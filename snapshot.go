@@ -158,6 +158,31 @@ func (m *MemStore) ReadFile(name string) error {
 	return nil
 }
 
+// session is a reference to one stored entry, taken by liveSessions or
+// decoded from a snapshot.
+type session struct {
+	token string
+	e     entry
+}
+
+// liveSessions returns a reference to every unexpired entry. References are
+// enough: stored data is never modified, only replaced, so it stays valid
+// after the lock is released.
+//
+// A token deleted and committed again between two batches is a new map entry,
+// which the walk may visit as well as the old one: such a token is returned
+// twice, the older entry first. Removing the duplicates would take a set of
+// every token, about doubling the cost of a snapshot, for a case that scs,
+// which never reuses a token, does not produce; All and WriteTo keep the
+// newer entry.
+func (m *MemStore) liveSessions() []session {
+	sessions := make([]session, 0, m.Len())
+	m.walkLive(func(token string, e entry) {
+		sessions = append(sessions, session{token, e})
+	})
+	return sessions
+}
+
 // appendHeader appends the snapshot header to b.
 func appendHeader(b []byte, count uint64) []byte {
 	b = append(b, magic...)
