@@ -55,8 +55,9 @@ func (j *janitor) stop() {
 
 // removalPacing is how many times longer than it held the write lock for a
 // batch of removals the janitor then leaves the lock alone. A burst of
-// expiries thus holds the write lock for at most 1/(removalPacing+1) of the
-// time, however large, and few requests ever meet it; a pass over many
+// expiries thus holds the write lock for about 1/(removalPacing+1) of the
+// time (more only when a batch outlasts maxRemovalPause/removalPacing), and
+// few requests ever meet it; a pass over many
 // expired sessions takes that many times longer, in the background.
 const removalPacing = 40
 
