@@ -65,51 +65,70 @@ const removalPacing = 40
 // only because the machine stalled does not park the sweep for seconds.
 const maxRemovalPause = 100 * time.Millisecond
 
-// sweep removes every entry that had expired when it started, unless stop is
-// closed first.
+// sweep removes every session that had expired when it started, then
+// compacts the chunks that are at least half dead, unless stop is closed
+// first.
 //
-// It finds expired entries under the read lock, which requests share, and
+// It finds expired sessions under the read lock, which requests share, and
 // takes the write lock only to remove them, in batches of batchSize to
 // 2*batchSize-1, pausing after each (see removalPacing): however large the
 // store, a request waits behind one batch at most. A pass that finds nothing
 // expired holds up writers by one read batch at most, and so Find only when
-// it queues behind such a writer.
+// it queues behind such a writer. Compaction takes the write lock for one
+// chunk at a time, and pauses likewise.
 func (m *MemStore) sweep(stop <-chan struct{}) {
 	start, sweepStart := time.Now(), m.now()
-	expired := make([]string, 0, 2*batchSize) // at most batchSize carried over, plus one batch's worth
+	expired := make([]candidate, 0, 2*batchSize) // at most batchSize carried over, plus one batch's worth
 	var longestWriteHold time.Duration
-	removeExpired := func() (held time.Duration) {
+	locked := func(f func()) (held time.Duration) {
 		m.mu.Lock()
 		heldSince := time.Now()
-		for _, token := range expired {
-			// Commit may have renewed the session since the walk saw it.
-			if e, ok := m.items[token]; ok && e.expiresAt <= sweepStart {
-				m.expireLocked(token, e)
-			}
-		}
+		f()
 		held = time.Since(heldSince)
 		m.mu.Unlock()
 		longestWriteHold = max(longestWriteHold, held)
-		expired = expired[:0]
 		return held
 	}
+	removeExpired := func() {
+		for _, c := range expired {
+			// Commit may have renewed the session, or compaction moved it,
+			// since the walk saw it.
+			if s, ok := m.slotAtLocked(c.hash, c.slot.at); ok && s.deadline <= sweepStart {
+				m.expireLocked(c.hash, s)
+			}
+		}
+		expired = expired[:0]
+	}
 
-	longestReadHold := m.walk(m.mu.RLocker(), func(token string, e entry) {
-		if e.expiresAt <= sweepStart {
-			expired = append(expired, token)
+	longestReadHold := m.walk(m.mu.RLocker(), func(h uint64, s slot) {
+		if s.deadline <= sweepStart {
+			expired = append(expired, candidate{hash: h, slot: s})
 		}
 	}, func() bool {
 		if len(expired) < batchSize {
 			return !stopped(stop)
 		}
-		held := removeExpired()
-		return pause(min(removalPacing*held, maxRemovalPause), stop)
+		return pause(min(removalPacing*locked(removeExpired), maxRemovalPause), stop)
 	})
 	if stopped(stop) {
 		return // Close cut the pass short: it is not counted as one
 	}
 	if len(expired) > 0 {
-		removeExpired()
+		locked(removeExpired)
+	}
+
+	m.mu.RLock()
+	halfDead := m.compactable(m.chunkSize * janitorCompacts / 16)
+	m.mu.RUnlock()
+	for _, c := range halfDead {
+		held := locked(func() {
+			if c.id != 0 && c.dead() >= m.chunkSize*janitorCompacts/16 { // still registered, still half dead
+				m.compactLocked(c)
+			}
+		})
+		if !pause(min(removalPacing*held, maxRemovalPause), stop) {
+			return
+		}
 	}
 
 	m.mu.Lock()

@@ -1,63 +1,40 @@
 // SPDX-License-Identifier: MIT
 
 // Package memstore is an in-memory session store for the scs session manager
-// (github.com/alexedwards/scs/v2), and a drop-in replacement for the original
-// scs engine/memstore package.
-//
-// A MemStore keeps every session in one map guarded by one sync.RWMutex. It
-// satisfies scs's Store, IterableStore, CtxStore and IterableCtxStore
-// interfaces, and the original engine API (New, Find, Save, Delete):
+// (github.com/alexedwards/scs/v2), and for the original scs engine API.
 //
 //	sessionManager := scs.New()
 //	sessionManager.Store = memstore.New(time.Minute)
 //
-// # When not to use it
+// A MemStore holds its sessions in the memory of one process, behind one
+// sync.RWMutex, and removes expired ones with a background janitor. Three
+// things are worth knowing before using it.
 //
-// Sessions live in the memory of one process. They are lost when the process
-// stops, unless it saves them with WriteFile and restores them with ReadFile,
-// and two processes behind a load balancer do not share them. Use it where
-// that is acceptable, or where a single process is all there is. When it is
-// not, any scs store backed by Redis or PostgreSQL has the same interface:
-// changing the store is a one-line change.
+// Slices are shared. Commit copies the caller's bytes; Find and All return
+// the stored bytes themselves, without copying. Treat them as read-only.
+// They stay valid for as long as the caller keeps them, whatever happens to
+// the session afterwards.
 //
-// Under a flood of new sessions a store grows without limit unless a cap is
-// set with WithMaxBytes; Stats reports what it holds.
+// Expiry is counted on the monotonic clock. At Commit the store turns the
+// expiry into a remaining lifetime, against the wall clock, and counts it
+// down on the monotonic clock from then on, so a step of the wall clock moves
+// no deadline. That clock stops while the machine is suspended, and a session
+// outlives its expiry by that time. Find never returns an expired session.
 //
-// # Expiry and clocks
+// Close stops the janitor. Every method keeps working after Close; only the
+// background removal of expired sessions stops.
 //
-// scs hands over expiry times that carry no monotonic clock reading. At Commit
-// the store turns an expiry into the session's remaining lifetime, measured
-// against the wall clock at that moment, and from then on counts that lifetime
-// down on the monotonic clock. A later step of the wall clock (an NTP
-// correction, a manual change) therefore neither lengthens nor shortens a
-// stored session. Go's monotonic clock does not run while the machine is
-// suspended (it is Linux's CLOCK_MONOTONIC), though: a session outlives its
-// expiry by the time the machine spent suspended. An expiry at or before the
-// moment of Commit deletes the session.
-//
-// Find never returns an expired session. Expired sessions keep their memory
-// until the janitor, a background goroutine started by New when given a
-// positive cleanup interval, removes them, or until a store with a byte cap
-// meets them while making room. The janitor walks the map in small
-// batches and releases the lock between batches, so a request never waits
-// behind a whole sweep. Close stops it; a store that is garbage-collected
-// without being closed stops it too.
-//
-// # Read-only slices
-//
-// Commit stores a private copy of the caller's bytes. Find and All return the
-// stored slices themselves, without copying: callers must treat them as
-// read-only. Their capacity equals their length, so an append by a caller
-// always copies and never writes into the store.
-//
-// # Concurrency
-//
-// Every method is safe for concurrent use by multiple goroutines.
+// The store costs the garbage collector nothing per session: tokens and data
+// are written side by side into large byte slices, and the index that finds
+// them, keyed by a hash of the token, holds no pointers, so a million sessions
+// add nothing for the collector to mark. The README has the long form: the
+// byte cap, snapshots, monitoring and measurements.
 package memstore
 
 import (
 	"context"
 	"fmt"
+	"hash/maphash"
 	"math"
 	"sync"
 	"time"
@@ -67,36 +44,43 @@ import (
 // is not usable. All methods are safe for concurrent use, and all of them keep
 // working after Close.
 type MemStore struct {
-	epoch    time.Time // the zero of the store's monotonic clock: deadlines count from it
-	maxBytes int64     // the cap set by WithMaxBytes; 0 means none
-	janitor  *janitor  // the background sweep; nil when New was given no cleanup interval
+	epoch     time.Time    // the zero of the store's monotonic clock: deadlines count from it
+	seed      maphash.Seed // hashes tokens for the index: random per store, so collisions cannot be aimed
+	maxBytes  int64        // the cap set by WithMaxBytes; 0 means none
+	chunkSize int          // the size of a shared chunk: see chunkSizeFor
+	fewHashes bool         // for tests only: tokens hash to their length modulo fewHashes
+	janitor   *janitor     // the background sweep; nil when New was given no cleanup interval
 
-	mu       sync.RWMutex     // guards the fields below
-	items    map[string]entry // every session held, expired ones included until removed
-	bytes    int64            // the accounted size of items: the sum of entrySize over them
-	pool     evictionPool     // the best eviction candidates seen so far, kept between evictions
-	counters counters         // what Stats reports beyond the map and its size
+	tail tail // where records are written; its own lock, taken after mu when both are
+
+	mu              sync.RWMutex    // guards the fields below
+	index           map[uint64]slot // token hash → session, for every session held but colliders
+	colliders       map[string]slot // sessions whose token hash another token holds in index
+	chunks          []*chunk        // the chunks records are in, by id; nil where free, and at 0
+	freeChunkIDs    []uint32        // the free places in chunks
+	chunkBytes      int64           // the size of every chunk registered: live, dead and unwritten
+	worthCompacting []*chunk        // under a cap, chunks at least 2/16 dead that may be compactable
+	recordBytes     int64           // the size of every record the index points to
+	pool            evictionPool    // the best eviction candidates seen so far, kept between evictions
+	counters        counters        // what Stats reports beyond the sizes
 }
 
-// entry is one session as stored.
-type entry struct {
-	data      []byte        // a private copy with cap == len, never modified once stored
-	expiresAt time.Duration // deadline on the store's monotonic clock (time since epoch)
+// slot is one session in the index. It holds no pointer, so that the garbage
+// collector never scans the index.
+type slot struct {
+	at       location
+	deadline time.Duration // on the store's monotonic clock (time since epoch)
 }
 
-// Option configures a store; pass options to New.
-type Option func(*MemStore)
-
-// WithMaxBytes caps the memory the store accounts for at n bytes. Each
-// session counts len(token) + len(data) + 128, the 128 standing for the map
-// slot, headers and allocation rounding, so that the cap bounds the heap the
-// sessions really take. A Commit that would pass the cap first removes
-// expired sessions, then evicts the live sessions nearest their expiry, and
-// one session larger than the whole cap is refused with ErrTooLarge. An n of
-// zero or less means no cap, the default.
-func WithMaxBytes(n int64) Option {
-	return func(m *MemStore) { m.maxBytes = max(n, 0) }
+// location is where a record starts.
+type location struct {
+	chunk  uint32 // the chunk's id: its place in MemStore.chunks
+	offset uint32 // the record's first byte in the chunk
 }
+
+// maxSession is the largest record a store holds; a location's offsets and
+// a chunk's accounting stay within it.
+const maxSession = math.MaxInt32
 
 // New returns a store whose janitor removes expired sessions every
 // cleanupInterval. With a cleanupInterval of zero or less no goroutine is
@@ -108,32 +92,40 @@ func WithMaxBytes(n int64) Option {
 // garbage-collected.
 func New(cleanupInterval time.Duration, opts ...Option) *MemStore {
 	m := &MemStore{
-		epoch: time.Now(),
-		items: make(map[string]entry),
+		epoch:  time.Now(),
+		seed:   maphash.MakeSeed(),
+		index:  make(map[uint64]slot),
+		chunks: []*chunk{nil}, // id 0 means unregistered
 	}
 	for _, opt := range opts {
 		opt(m)
 	}
+	m.chunkSize = chunkSizeFor(m.maxBytes)
 	if cleanupInterval > 0 {
 		m.janitor = startJanitor(m, cleanupInterval)
 	}
 	return m
 }
 
+// Option configures a store; pass options to New.
+type Option func(*MemStore)
+
 // Find returns the data of the session with the given token. A token that is
 // unknown or expired gives (nil, false, nil); the error is always nil.
 //
-// The returned slice is the store's own copy, not a fresh one: callers must
-// not modify it. A session committed with nil or empty data gives an empty,
-// non-nil slice and found == true.
+// The returned slice is the store's own bytes, not a copy: callers must not
+// modify it. Its capacity equals its length, so an append copies. A session
+// committed with nil or empty data gives an empty, non-nil slice and found ==
+// true.
 func (m *MemStore) Find(token string) (b []byte, found bool, err error) {
+	h := m.hash(token)
 	m.mu.RLock()
-	e, ok := m.items[token]
+	s, b, ok := m.lookupLocked(h, token)
 	m.mu.RUnlock()
-	if !ok || e.expiresAt <= m.now() {
+	if !ok || s.deadline <= m.now() {
 		return nil, false, nil
 	}
-	return e.data, true, nil
+	return b, true, nil
 }
 
 // Commit stores a copy of b under token until expiry, replacing any session
@@ -143,15 +135,25 @@ func (m *MemStore) Find(token string) (b []byte, found bool, err error) {
 //
 // Under a cap set by WithMaxBytes, Commit may evict other sessions to make
 // room; a session larger than the whole cap is refused with an error wrapping
-// ErrTooLarge, and the token keeps what it held. Otherwise the error is nil.
+// ErrTooLarge, and the token keeps what it held. So is a session of 2 GiB or
+// more, with or without a cap. Otherwise the error is nil.
 func (m *MemStore) Commit(token string, b []byte, expiry time.Time) error {
-	e, live := m.newEntry(b, expiry)
+	deadline, live := m.deadline(expiry)
 	if !live {
 		return m.Delete(token)
 	}
+	size := recordSize(len(token), len(b))
+	if err := m.checkSize(size); err != nil {
+		return err
+	}
+	h := m.hash(token)
+	r := m.reserve(size) // the copy happens outside m.mu
+	writeRecord(r.buf, token, b)
+
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.putLocked(token, e)
+	m.putLocked(h, token, r, deadline)
+	return nil
 }
 
 // Save is Commit under the name the original scs engine API used.
@@ -162,8 +164,11 @@ func (m *MemStore) Save(token string, b []byte, expiry time.Time) error {
 // Delete removes the session with the given token. Deleting an unknown token
 // does nothing. The error is always nil.
 func (m *MemStore) Delete(token string) error {
+	h := m.hash(token)
 	m.mu.Lock()
-	m.removeLocked(token)
+	if s, _, ok := m.lookupLocked(h, token); ok {
+		m.removeLocked(h, s)
+	}
 	m.mu.Unlock()
 	return nil
 }
@@ -175,21 +180,10 @@ func (m *MemStore) Delete(token string) error {
 // runs may or may not be in the result. The error is always nil.
 func (m *MemStore) All() (map[string][]byte, error) {
 	all := make(map[string][]byte, m.Len())
-	m.walkLive(func(token string, e entry) {
-		all[token] = e.data // of a token met twice (see liveSessions), the newer comes last
+	m.walkLive(func(token, data []byte) {
+		all[string(token)] = data // of a token met twice (see liveSessions), the newer comes last
 	})
 	return all, nil
-}
-
-// walkLive calls visit for every unexpired entry, under the read lock held a
-// batch at a time (see walk).
-func (m *MemStore) walkLive(visit func(token string, e entry)) {
-	now := m.now()
-	m.walk(m.mu.RLocker(), func(token string, e entry) {
-		if e.expiresAt > now {
-			visit(token, e)
-		}
-	}, nil)
 }
 
 // Len returns the number of sessions held, counting expired ones that the
@@ -197,8 +191,10 @@ func (m *MemStore) walkLive(visit func(token string, e entry)) {
 func (m *MemStore) Len() int {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	return len(m.items)
+	return m.lenLocked()
 }
+
+func (m *MemStore) lenLocked() int { return len(m.index) + len(m.colliders) }
 
 // FindCtx is Find for scs's CtxStore interface. If ctx is already done it
 // returns ctx.Err() and nothing else.
@@ -241,93 +237,221 @@ func (m *MemStore) now() time.Duration {
 	return time.Since(m.epoch)
 }
 
-// newEntry copies b into an entry that lives until expiry, and reports
-// whether that lies in the future. It runs without the lock.
-func (m *MemStore) newEntry(b []byte, expiry time.Time) (e entry, live bool) {
+// deadline turns expiry into a deadline on the store's clock, and reports
+// whether it lies in the future.
+func (m *MemStore) deadline(expiry time.Time) (deadline time.Duration, live bool) {
 	now := time.Now()           // one clock read gives both readings
 	lifetime := expiry.Sub(now) // wall-clock difference: scs's expiries carry no monotonic reading
 	if lifetime <= 0 {
-		return entry{}, false
+		return 0, false
 	}
-	data := make([]byte, len(b)) // exact size, never nil: cap == len keeps readers' appends out
-	copy(data, b)
-	return entry{data: data, expiresAt: addSaturating(now.Sub(m.epoch), lifetime)}, true
+	return addSaturating(now.Sub(m.epoch), lifetime), true
 }
 
-// expiry turns e's deadline back into a wall-clock time, as of now.
-func (m *MemStore) expiry(e entry) time.Time {
+// expiry turns a deadline back into a wall-clock time, as of now.
+func (m *MemStore) expiry(deadline time.Duration) time.Time {
 	now := time.Now()
-	return now.Add(e.expiresAt - now.Sub(m.epoch)).Round(0)
+	return now.Add(deadline - now.Sub(m.epoch)).Round(0)
 }
 
-// putLocked stores e under token, replacing what the token held, after
-// making room for it under the cap. m.mu must be held for writing. Every
-// insertion goes through here.
-func (m *MemStore) putLocked(token string, e entry) error {
-	size := entrySize(token, e)
+// checkSize refuses a record of size bytes that the store cannot hold.
+func (m *MemStore) checkSize(size int) error {
 	switch {
-	case m.maxBytes == 0: // overwrite in place: the common case costs one lookup less
-		if old, ok := m.items[token]; ok {
-			m.bytes -= entrySize(token, old)
-		}
-	case size > m.maxBytes:
+	case size > maxSession:
+		return fmt.Errorf("%w: a session of %d bytes; the most a store holds is %d", ErrTooLarge, size, maxSession)
+	case m.maxBytes > 0 && int64(size)+indexEntryBytes > m.maxBytes:
 		return fmt.Errorf("%w: a session of %d bytes under a cap of %d", ErrTooLarge, size, m.maxBytes)
-	default:
-		m.removeLocked(token) // what it held must neither take room nor be evicted for the new entry
-		m.makeRoomLocked(size)
 	}
-	m.items[token] = e
-	m.bytes += size
 	return nil
 }
 
-// removeLocked removes token, if held. m.mu must be held for writing.
-func (m *MemStore) removeLocked(token string) {
-	if e, ok := m.items[token]; ok {
-		m.dropLocked(token, e)
+// hash returns the index key of token.
+func (m *MemStore) hash(token string) uint64 {
+	if m.fewHashes {
+		return uint64(len(token) % fewHashes)
+	}
+	return maphash.String(m.seed, token)
+}
+
+// hashBytes is hash for a token held as bytes; maphash guarantees the same
+// result.
+func (m *MemStore) hashBytes(token []byte) uint64 {
+	if m.fewHashes {
+		return uint64(len(token) % fewHashes)
+	}
+	return maphash.Bytes(m.seed, token)
+}
+
+// fewHashes is how many index keys a store whose tokens are made to collide
+// spreads them over.
+const fewHashes = 3
+
+// lookupLocked returns the slot of token, whose hash is h, and its data.
+// m.mu must be held.
+func (m *MemStore) lookupLocked(h uint64, token string) (s slot, data []byte, ok bool) {
+	if s, ok := m.index[h]; ok {
+		if stored, data, _ := m.chunks[s.at.chunk].record(s.at.offset); string(stored) == token {
+			return s, data, true
+		}
+	}
+	if len(m.colliders) > 0 {
+		if s, ok := m.colliders[token]; ok {
+			_, data, _ := m.chunks[s.at.chunk].record(s.at.offset)
+			return s, data, true
+		}
+	}
+	return slot{}, nil, false
+}
+
+// putLocked makes the record in r, written by now, the session of token,
+// whose hash is h, replacing what the token held, after making room for it
+// under the cap. m.mu must be held for writing. Every insertion goes through
+// here.
+func (m *MemStore) putLocked(h uint64, token string, r reservation, deadline time.Duration) {
+	if old, _, ok := m.lookupLocked(h, token); ok {
+		m.removeLocked(h, old)
+	}
+	growth := int64(indexEntryBytes)
+	if r.c.id == 0 {
+		growth += int64(len(r.c.buf)) // registering its chunk
+	}
+	m.makeRoomLocked(growth)
+	m.placeLocked(r)
+	m.storeLocked(h, token, slot{at: location{r.c.id, uint32(r.off)}, deadline: deadline})
+	m.recordBytes += int64(len(r.buf))
+	m.compactWhileTooDeadLocked()
+}
+
+// storeLocked sets the slot of token, whose hash is h, which the store does
+// not hold. m.mu must be held for writing.
+func (m *MemStore) storeLocked(h uint64, token string, s slot) {
+	if _, taken := m.index[h]; !taken {
+		m.index[h] = s
+		return
+	}
+	if m.colliders == nil {
+		m.colliders = make(map[string]slot)
+	}
+	m.colliders[token] = s
+}
+
+// slotAtLocked returns the slot pointing at at, whose token hashes to h.
+// Colliders need a scan, rare as they are. m.mu must be held.
+func (m *MemStore) slotAtLocked(h uint64, at location) (slot, bool) {
+	if s, ok := m.index[h]; ok && s.at == at {
+		return s, true
+	}
+	for _, s := range m.colliders {
+		if s.at == at {
+			return s, true
+		}
+	}
+	return slot{}, false
+}
+
+// setAtLocked replaces the slot pointing at at, whose token hashes to h,
+// with s, or removes it if s is the zero slot. m.mu must be held for writing.
+func (m *MemStore) setAtLocked(h uint64, at location, s slot) {
+	if cur, ok := m.index[h]; ok && cur.at == at {
+		if s == (slot{}) {
+			delete(m.index, h)
+		} else {
+			m.index[h] = s
+		}
+		return
+	}
+	for token, cur := range m.colliders {
+		if cur.at == at {
+			if s == (slot{}) {
+				delete(m.colliders, token)
+			} else {
+				m.colliders[token] = s
+			}
+			return
+		}
 	}
 }
 
-// dropLocked removes token, which holds e. m.mu must be held for writing.
-// Every removal (Delete, an expired Commit, the sweep, an eviction) comes
-// here, so that the accounted size always matches the map.
-func (m *MemStore) dropLocked(token string, e entry) {
-	delete(m.items, token)
-	m.bytes -= entrySize(token, e)
+// removeLocked removes the session in s, whose token hashes to h. Every
+// removal (Delete, an overwrite, an expired Commit, the sweep, an eviction)
+// comes here, so that the sizes always match the index. m.mu must be held for
+// writing.
+func (m *MemStore) removeLocked(h uint64, s slot) {
+	m.setAtLocked(h, s.at, slot{})
+	c := m.chunks[s.at.chunk]
+	_, _, size := c.record(s.at.offset)
+	c.live -= size
+	m.recordBytes -= int64(size)
+	if c.live == 0 {
+		m.dropIfIdleLocked(c)
+	} else {
+		m.noteDeadLocked(c)
+	}
 }
 
-// batchSize bounds how many entries a walk over the whole map visits per lock
-// hold: a request waits behind one batch at most, whatever the store's size.
+// batchSize bounds how many sessions a walk over the whole index visits per
+// lock hold: a request waits behind one batch at most, whatever the store's
+// size.
 const batchSize = 1024
 
-// walk calls visit for every entry in the map, holding lk while it does but
-// releasing and retaking it every batchSize entries, and returns the longest
-// single hold. visit runs with lk held. Between batches, with lk released,
-// walk calls between, if not nil, and stops if it returns false.
+// walk calls visit for every session, holding lk while it does but releasing
+// and retaking it every batchSize sessions, and returns the longest single
+// hold. visit runs with lk held. Between batches, with lk released, walk
+// calls between, if not nil, and stops if it returns false.
 //
 // The Go specification makes this safe with writers running between batches:
-// an entry removed before the walk reaches it is not visited, an entry added
-// during the walk may or may not be, and every other entry is visited once,
-// with its value as of the visit.
-func (m *MemStore) walk(lk sync.Locker, visit func(token string, e entry), between func() bool) (longestHold time.Duration) {
+// a session removed before the walk reaches it is not visited, one added
+// during the walk may or may not be, and every other one is visited once,
+// with its slot as of the visit.
+func (m *MemStore) walk(lk sync.Locker, visit func(h uint64, s slot), between func() bool) (longestHold time.Duration) {
 	lk.Lock()
 	heldSince := time.Now()
 	visited := 0
-	for token, e := range m.items {
-		visit(token, e)
-		if visited++; visited%batchSize == 0 {
-			longestHold = max(longestHold, time.Since(heldSince))
-			lk.Unlock()
-			if between != nil && !between() {
-				return longestHold
-			}
-			lk.Lock()
-			heldSince = time.Now()
+	pause := func() bool {
+		if visited++; visited%batchSize != 0 {
+			return true
+		}
+		longestHold = max(longestHold, time.Since(heldSince))
+		lk.Unlock()
+		if between != nil && !between() {
+			return false
+		}
+		lk.Lock()
+		heldSince = time.Now()
+		return true
+	}
+	for h, s := range m.index {
+		visit(h, s)
+		if !pause() {
+			return longestHold
+		}
+	}
+	for token, s := range m.colliders {
+		visit(m.hash(token), s)
+		if !pause() {
+			return longestHold
 		}
 	}
 	longestHold = max(longestHold, time.Since(heldSince))
 	lk.Unlock()
 	return longestHold
+}
+
+// walkLive calls visit for every unexpired session, under the read lock held
+// a batch at a time (see walk). token and data are the store's own bytes.
+func (m *MemStore) walkLive(visit func(token, data []byte)) {
+	m.walkLiveSlots(func(s slot, token, data []byte) { visit(token, data) })
+}
+
+// walkLiveSlots is walkLive with each session's slot.
+func (m *MemStore) walkLiveSlots(visit func(s slot, token, data []byte)) {
+	now := m.now()
+	m.walk(m.mu.RLocker(), func(_ uint64, s slot) {
+		if s.deadline > now {
+			token, data, _ := m.chunks[s.at.chunk].record(s.at.offset)
+			visit(s, token, data)
+		}
+	}, nil)
 }
 
 // addSaturating returns a+b for a non-negative a, capped at the largest

@@ -168,8 +168,8 @@ func TestCommitAllocatesOnlyTheCopy(t *testing.T) {
 	m := newStore(t)
 	data, expiry := []byte("some session data"), inAnHour()
 	mustCommit(t, m, "tok", data, expiry)
-	if allocs := testing.AllocsPerRun(100, func() { m.Commit("tok", data, expiry) }); allocs != 1 {
-		t.Fatalf("Commit over an existing token allocates %v times; want 1", allocs)
+	if allocs := testing.AllocsPerRun(100, func() { m.Commit("tok", data, expiry) }); allocs > 1 {
+		t.Fatalf("Commit over an existing token allocates %v times; want at most 1, for the copy", allocs)
 	}
 }
 
@@ -571,15 +571,24 @@ func TestConcurrentUse(t *testing.T) {
 // with an expiry at or before now (the "expired" subset) must act as deletes.
 // A non-zero maxBytes caps the store: then the cap must hold, a refused
 // Commit must change nothing, and every session still held must read back
-// exactly (see checkCapped).
+// exactly (see checkCapped). With collide, the tokens' hashes collide (see
+// memstore.WithCollisions), and every session must still be found,
+// overwritten and deleted on its own.
 func FuzzOps(f *testing.F) {
-	f.Add(uint16(0), []byte{0, 1, 5, 5, 1, 0, 4, 1, 0, 2, 1, 0})
-	f.Add(uint16(0), []byte{0, 0, 0, 1, 0, 3, 5, 0, 0, 6, 0, 0, 7, 0, 0})
-	f.Add(uint16(0), []byte{0, 2, 200, 0, 2, 1, 3, 2, 0, 4, 2, 0})
-	f.Add(uint16(1000), []byte{0, 1, 200, 0, 2, 200, 0, 3, 200, 0, 4, 200, 5, 0, 0, 6, 0, 0})
-	f.Add(uint16(200), []byte{0, 1, 10, 0, 1, 255, 0, 2, 10, 5, 0, 0})
-	f.Fuzz(func(t *testing.T, maxBytes uint16, ops []byte) {
-		m := newCappedStore(t, int64(maxBytes))
+	f.Add(uint16(0), false, []byte{0, 1, 5, 5, 1, 0, 4, 1, 0, 2, 1, 0})
+	f.Add(uint16(0), false, []byte{0, 0, 0, 1, 0, 3, 5, 0, 0, 6, 0, 0, 7, 0, 0})
+	f.Add(uint16(0), false, []byte{0, 2, 200, 0, 2, 1, 3, 2, 0, 4, 2, 0})
+	f.Add(uint16(1000), false, []byte{0, 1, 200, 0, 2, 200, 0, 3, 200, 0, 4, 200, 5, 0, 0, 6, 0, 0})
+	f.Add(uint16(200), false, []byte{0, 1, 10, 0, 1, 255, 0, 2, 10, 5, 0, 0})
+	f.Add(uint16(0), true, []byte{0, 1, 5, 0, 4, 6, 0, 7, 7, 4, 1, 0, 5, 0, 0, 0, 4, 9, 2, 7, 0, 6, 0, 0})
+	f.Add(uint16(1000), true, []byte{0, 1, 200, 0, 4, 200, 0, 7, 200, 0, 2, 200, 5, 0, 0, 4, 4, 0, 6, 0, 0})
+	f.Fuzz(func(t *testing.T, maxBytes uint16, collide bool, ops []byte) {
+		opts := []memstore.Option{memstore.WithMaxBytes(int64(maxBytes))}
+		if collide {
+			opts = append(opts, memstore.WithCollisions())
+		}
+		m := memstore.New(0, opts...)
+		defer m.Close()
 		model := map[string][]byte{}
 		past := []time.Time{{}, time.Now().Add(-time.Hour), time.Now().Add(-time.Nanosecond)}
 		for len(ops) >= 3 {

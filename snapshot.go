@@ -71,7 +71,7 @@ func (m *MemStore) WriteTo(w io.Writer) (int64, error) {
 		return counted.n, fmt.Errorf("memstore: writing snapshot: %w", err)
 	}
 	for _, s := range slices.Backward(sessions) { // a token met twice: the newer entry first
-		rec = appendEntry(rec[:0], s.token, unixNano(m.expiry(s.e)), s.e.data)
+		rec = appendEntry(rec[:0], s.token, unixNano(m.expiry(s.deadline)), s.data)
 		if _, err := out.Write(rec); err != nil {
 			return counted.n, fmt.Errorf("memstore: writing snapshot: %w", err)
 		}
@@ -158,27 +158,26 @@ func (m *MemStore) ReadFile(name string) error {
 	return nil
 }
 
-// session is a reference to one stored entry, taken by liveSessions or
-// decoded from a snapshot.
+// session is a reference to one stored session, taken by liveSessions.
 type session struct {
-	token string
-	e     entry
+	token, data []byte // the store's own bytes, never modified
+	deadline    time.Duration
 }
 
-// liveSessions returns a reference to every unexpired entry. References are
-// enough: stored data is never modified, only replaced, so it stays valid
-// after the lock is released.
+// liveSessions returns a reference to every unexpired session. References
+// are enough: records are never modified, so they stay valid after the lock
+// is released.
 //
-// A token deleted and committed again between two batches is a new map entry,
-// which the walk may visit as well as the old one: such a token is returned
-// twice, the older entry first. Removing the duplicates would take a set of
-// every token, about doubling the cost of a snapshot, for a case that scs,
-// which never reuses a token, does not produce; All and WriteTo keep the
-// newer entry.
+// A token deleted and committed again between two batches is a new map
+// entry, which the walk may visit as well as the old one: such a token is
+// returned twice, the older session first. Removing the duplicates would take
+// a set of every token, about doubling the cost of a snapshot, for a case
+// that scs, which never reuses a token, does not produce; All and WriteTo
+// keep the newer session.
 func (m *MemStore) liveSessions() []session {
 	sessions := make([]session, 0, m.Len())
-	m.walkLive(func(token string, e entry) {
-		sessions = append(sessions, session{token, e})
+	m.walkLiveSlots(func(s slot, token, data []byte) {
+		sessions = append(sessions, session{token, data, s.deadline})
 	})
 	return sessions
 }
@@ -191,7 +190,7 @@ func appendHeader(b []byte, count uint64) []byte {
 }
 
 // appendEntry appends one entry to b.
-func appendEntry(b []byte, token string, expiry int64, data []byte) []byte {
+func appendEntry(b []byte, token []byte, expiry int64, data []byte) []byte {
 	b = binary.AppendUvarint(b, uint64(len(token)))
 	b = append(b, token...)
 	b = binary.BigEndian.AppendUint64(b, uint64(expiry))
@@ -228,7 +227,7 @@ func (m *MemStore) restore(snap []byte) error {
 	if err := decode(snap, func(decoded) {}); err != nil {
 		return err
 	}
-	mg := merger{m: m, batch: make([]session, 0, batchSize)}
+	mg := merger{m: m, batch: make([]restored, 0, batchSize), taken: make(map[string]struct{})}
 	decode(snap, mg.add) // checked above: no error
 	mg.flush()
 	return nil
@@ -349,42 +348,66 @@ func (d *decoder) lengthPrefixed(what string) ([]byte, error) {
 	return d.take(int(n), what)
 }
 
-// merger adds decoded entries to its store a batch at a time: it copies a
-// batch outside the lock, then inserts it under one short write-lock hold, so
-// that requests run between batches however large the snapshot.
+// merger adds decoded sessions to its store a batch at a time: it copies a
+// batch into the store's chunks outside the lock, then publishes it under one
+// short write-lock hold, so that requests run between batches however large
+// the snapshot.
 type merger struct {
 	m     *MemStore
-	batch []session
+	batch []restored
+	taken map[string]struct{} // every token met so far in the snapshot
 }
 
-// add queues d, unless it has expired.
+// restored is one session of a snapshot on its way into the store.
+type restored struct {
+	token    string
+	data     []byte // points into the snapshot
+	deadline time.Duration
+	r        reservation
+}
+
+// add queues d, unless an earlier session of the snapshot had its token, it
+// has expired or it is too large for the store. The first session of a
+// token counts, whatever becomes of it: a later one is an older copy that
+// WriteTo wrote too.
 func (mg *merger) add(d decoded) {
-	e, live := mg.m.newEntry(d.data, time.Unix(0, d.expiry)) // a copy: data points into the snapshot
-	if !live {
+	if _, taken := mg.taken[string(d.token)]; taken {
 		return
 	}
-	mg.batch = append(mg.batch, session{string(d.token), e})
+	token := string(d.token)
+	mg.taken[token] = struct{}{}
+	deadline, live := mg.m.deadline(time.Unix(0, d.expiry))
+	// Under a cap, a session larger than the whole cap is skipped, like an
+	// expired one: the snapshot is valid and every other session can still
+	// be restored.
+	if !live || mg.m.checkSize(recordSize(len(token), len(d.data))) != nil {
+		return
+	}
+	mg.batch = append(mg.batch, restored{token: token, data: d.data, deadline: deadline})
 	if len(mg.batch) == cap(mg.batch) {
 		mg.flush()
 	}
 }
 
 // flush stores every queued session whose token the store does not hold:
-// the store's entry is the more recent, and a token met twice in a snapshot
-// finds its first occurrence already held.
+// the store's session is the more recent. Under a cap, storing one may evict
+// others to make room.
 func (mg *merger) flush() {
 	m := mg.m
+	for i := range mg.batch {
+		s := &mg.batch[i]
+		s.r = m.reserve(recordSize(len(s.token), len(s.data)))
+		writeRecord(s.r.buf, s.token, s.data)
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for _, s := range mg.batch {
-		if _, held := m.items[s.token]; held {
+		h := m.hash(s.token)
+		if _, _, held := m.lookupLocked(h, s.token); held {
+			m.discardLocked(s.r)
 			continue
 		}
-		// Under a cap, putLocked may evict other sessions to make room, and
-		// refuses a session larger than the whole cap: that one is skipped,
-		// like an expired one, for the snapshot is valid and every other
-		// session can still be restored.
-		_ = m.putLocked(s.token, s.e)
+		m.putLocked(h, s.token, s.r, s.deadline)
 	}
 	mg.batch = mg.batch[:0]
 }

@@ -926,3 +926,47 @@ func BenchmarkWriteToFindWait(b *testing.B) {
 		b.ReportMetric(float64(writing.P9999)/float64(idle.P9999), "p99.99-ratio")
 	}
 }
+
+// capForOne returns the smallest cap under which a store takes a session of
+// a 1-byte token and 3 bytes of data: such a store holds one, never two.
+func capForOne(t *testing.T) int64 {
+	for maxBytes := int64(1); maxBytes < 1<<20; maxBytes++ {
+		if memstore.New(0, memstore.WithMaxBytes(maxBytes)).Commit("A", []byte("new"), inAnHour()) == nil {
+			return maxBytes
+		}
+	}
+	t.Fatal("no cap up to 1 MiB takes a 4-byte session")
+	return 0
+}
+
+// TestReadFromTakesOnlyTheFirstCopyOfAToken restores snapshots in which a
+// token's newer copy comes first, as WriteTo writes them, into a store that
+// holds one session: whatever becomes of the newer copy, evicted to make
+// room or too large to be restored at all, the older never comes back.
+func TestReadFromTakesOnlyTheFirstCopyOfAToken(t *testing.T) {
+	maxBytes := capForOne(t)
+	later := time.Now().Add(time.Hour).UnixNano()
+	for name, snap := range map[string][]byte{
+		"newer evicted": validSnapshot(
+			snapEntry{"A", later, []byte("new")},
+			snapEntry{"B", later, []byte("bbb")},
+			snapEntry{"A", later, []byte("old")},
+		),
+		"newer too large": validSnapshot(
+			snapEntry{"A", later, make([]byte, maxBytes)},
+			snapEntry{"A", later, []byte("old")},
+		),
+	} {
+		t.Run(name, func(t *testing.T) {
+			m := memstore.New(0, memstore.WithMaxBytes(maxBytes))
+			defer m.Close()
+			restore(t, m, snap)
+			if got, found, _ := m.Find("A"); found && string(got) == "old" {
+				t.Fatalf("A = %q after the restore; want the older copy never restored", got)
+			}
+			if n := m.Len(); n > 1 {
+				t.Fatalf("Len = %d under a cap for one session", n)
+			}
+		})
+	}
+}

@@ -1,0 +1,325 @@
+// SPDX-License-Identifier: MIT
+
+package memstore
+
+import (
+	"encoding/binary"
+	"sync"
+	"sync/atomic"
+)
+
+// Sessions are held as records in large byte slices, the chunks, so that the
+// garbage collector sees a few thousand pointer-free objects where it would
+// otherwise mark two objects per session.
+//
+// A record is its header, the token and the data, side by side:
+//
+//	token length (uvarint) | data length (uvarint) | token | data
+//
+// A record is written once and never modified, so a slice that Find returned
+// stays valid, and its chunk alive, whatever becomes of the session later.
+// An overwrite, a delete or an expiry leaves the old record behind as dead
+// bytes; compaction copies the live records of a mostly dead chunk into the
+// active one and drops it.
+
+// maxChunkSize is the size of a shared chunk: large enough that a store
+// holds few of them, small enough that compacting one is a short copy.
+const maxChunkSize = 64 << 10
+
+// Shares of a chunk, in sixteenths of its size, that decide where records go
+// and when a chunk is worth compacting.
+const (
+	// A record larger than 1/16 of the chunk size gets a chunk of its own,
+	// exactly its size, so that the tail a shared chunk wastes when the next
+	// record does not fit stays under 1/16 of it.
+	ownChunkAbove = 1
+	// A chunk is compacted only once at least 2/16 of it is dead, so that
+	// every compaction frees more than the tail it may waste.
+	worthCompacting = 2
+	// The janitor compacts every chunk that is at least half dead.
+	janitorCompacts = 8
+)
+
+// chunk is one slice of records.
+type chunk struct {
+	buf []byte // the records; its length, fixed at creation, is the chunk's size
+
+	// used and pending are written under tail.mu, pending also atomically.
+	used    int          // bytes of buf reserved so far
+	pending atomic.Int32 // records reserved but not yet published in the index
+
+	// Guarded by MemStore.mu.
+	id       uint32 // its place in MemStore.chunks; 0 until it is registered
+	live     int    // bytes of the records the index points to
+	listedAt int    // its place in MemStore.worthCompacting, plus one; 0 when not there
+}
+
+// dead returns the bytes of c that no session uses, its unreserved tail
+// included.
+func (c *chunk) dead() int { return len(c.buf) - c.live }
+
+// recordSize is the size of the record holding token and data.
+func recordSize(tokenLen, dataLen int) int {
+	return uvarintLen(tokenLen) + uvarintLen(dataLen) + tokenLen + dataLen
+}
+
+func uvarintLen(n int) int {
+	size := 1
+	for ; n >= 0x80; n >>= 7 {
+		size++
+	}
+	return size
+}
+
+// writeRecord writes the record of token and data to dst, which has exactly
+// its size.
+func writeRecord(dst []byte, token string, data []byte) {
+	n := binary.PutUvarint(dst, uint64(len(token)))
+	n += binary.PutUvarint(dst[n:], uint64(len(data)))
+	n += copy(dst[n:], token)
+	copy(dst[n:], data)
+}
+
+// record returns the token and data of the record at off in c, and its size.
+// The data slice has cap == len, so that a caller's append copies.
+func (c *chunk) record(off uint32) (token, data []byte, size int) {
+	b := c.buf[off:]
+	tokenLen, n1 := binary.Uvarint(b)
+	dataLen, n2 := binary.Uvarint(b[n1:])
+	start := n1 + n2
+	end := start + int(tokenLen) + int(dataLen)
+	return b[start : start+int(tokenLen)], b[start+int(tokenLen) : end : end], end
+}
+
+// tail is where new records are written: the end of the active chunk.
+// Commit reserves room there under tail.mu rather than MemStore.mu, and
+// copies outside both, so that readers never wait behind a copy.
+type tail struct {
+	mu     sync.Mutex
+	active *chunk // the shared chunk records are appended to; nil before the first
+}
+
+// reservation is room for one record, taken but not yet published.
+type reservation struct {
+	c   *chunk
+	off int
+	buf []byte // c.buf[off:off+size], to be written before publishing
+}
+
+// reserve takes room for a record of size bytes, in the active chunk or, for
+// a large record, in a new chunk of its own. The chunk counts the record as
+// pending until publish or compaction places it in the index. reserve never
+// takes MemStore.mu, so it may be called with or without it held.
+func (m *MemStore) reserve(size int) reservation {
+	if size > m.chunkSize*ownChunkAbove/16 {
+		c := &chunk{buf: make([]byte, size), used: size}
+		c.pending.Store(1)
+		return reservation{c: c, buf: c.buf}
+	}
+	m.tail.mu.Lock()
+	defer m.tail.mu.Unlock()
+	c := m.tail.active
+	if c == nil || len(c.buf)-c.used < size {
+		c = &chunk{buf: make([]byte, m.chunkSize)}
+		m.tail.active = c
+	}
+	off := c.used
+	c.used += size
+	c.pending.Add(1)
+	return reservation{c: c, off: off, buf: c.buf[off : off+size : off+size]}
+}
+
+// registerLocked gives c a place in m.chunks, if it has none yet, and counts
+// its bytes. m.mu must be held for writing.
+func (m *MemStore) registerLocked(c *chunk) {
+	if c.id != 0 {
+		return
+	}
+	if n := len(m.freeChunkIDs); n > 0 {
+		c.id = m.freeChunkIDs[n-1]
+		m.freeChunkIDs = m.freeChunkIDs[:n-1]
+		m.chunks[c.id] = c
+	} else {
+		c.id = uint32(len(m.chunks))
+		m.chunks = append(m.chunks, c)
+	}
+	m.chunkBytes += int64(len(c.buf))
+}
+
+// dropIfIdleLocked drops c, whose records are all dead, unless a record is
+// still to be published in it. The active chunk goes too: the next record
+// starts a new one. m.mu must be held for writing.
+func (m *MemStore) dropIfIdleLocked(c *chunk) {
+	m.tail.mu.Lock()
+	defer m.tail.mu.Unlock()
+	if c.pending.Load() != 0 {
+		return
+	}
+	if c == m.tail.active {
+		m.tail.active = nil
+	}
+	m.dropLocked(c)
+}
+
+// dropLocked removes c from m.chunks. Slices into it that callers hold keep
+// it alive until they let go. m.mu must be held for writing.
+func (m *MemStore) dropLocked(c *chunk) {
+	m.unlistLocked(c)
+	m.chunks[c.id] = nil
+	m.freeChunkIDs = append(m.freeChunkIDs, c.id)
+	m.chunkBytes -= int64(len(c.buf))
+	c.id = 0
+}
+
+// noteDeadLocked lists c as worth compacting, under a cap, once it is at
+// least 2/16 dead, so that making room finds such a chunk at no cost. m.mu
+// must be held for writing.
+func (m *MemStore) noteDeadLocked(c *chunk) {
+	if m.maxBytes > 0 && c.listedAt == 0 && c.dead() >= m.chunkSize*worthCompacting/16 {
+		m.worthCompacting = append(m.worthCompacting, c)
+		c.listedAt = len(m.worthCompacting)
+	}
+}
+
+// unlistLocked takes c off m.worthCompacting, if it is there. m.mu must be
+// held for writing.
+func (m *MemStore) unlistLocked(c *chunk) {
+	if c.listedAt == 0 {
+		return
+	}
+	last := m.worthCompacting[len(m.worthCompacting)-1]
+	m.worthCompacting[c.listedAt-1] = last
+	last.listedAt = c.listedAt
+	m.worthCompacting[len(m.worthCompacting)-1] = nil
+	m.worthCompacting = m.worthCompacting[:len(m.worthCompacting)-1]
+	c.listedAt = 0
+}
+
+// listedCompactableLocked returns a chunk of m.worthCompacting that
+// compaction may move records out of now, if there is one. The active chunk,
+// listed for its unwritten tail, and chunks still being written to stay
+// listed until they can be judged. m.mu must be held for writing.
+func (m *MemStore) listedCompactableLocked() *chunk {
+	active := m.activeChunk()
+	for i := len(m.worthCompacting) - 1; i >= 0; i-- {
+		c := m.worthCompacting[i]
+		if c == active || c.pending.Load() != 0 {
+			continue
+		}
+		m.unlistLocked(c)
+		if c.dead() >= m.chunkSize*worthCompacting/16 {
+			return c
+		}
+	}
+	return nil
+}
+
+// activeChunk returns the chunk records are appended to now. A chunk that
+// is not active now never will be again, and its pending count only falls,
+// so under m.mu what is found compactable stays so. Reading it also orders
+// the reservations made in other chunks before what follows.
+func (m *MemStore) activeChunk() *chunk {
+	m.tail.mu.Lock()
+	defer m.tail.mu.Unlock()
+	return m.tail.active
+}
+
+// compactable returns the registered chunks that compaction may move records
+// out of, with at least minDead dead bytes: not the active chunk, and none with a record
+// still to be published, whose bytes may still be being written. m.mu must
+// be held, for reading at least.
+func (m *MemStore) compactable(minDead int) []*chunk {
+	active := m.activeChunk()
+	var found []*chunk
+	for _, c := range m.chunks {
+		if c != nil && c != active && c.dead() >= minDead && c.pending.Load() == 0 {
+			found = append(found, c)
+		}
+	}
+	return found
+}
+
+// mostDeadLocked returns the compactable chunk with the most dead bytes, if
+// one has enough to be worth compacting. m.mu must be held for writing.
+func (m *MemStore) mostDeadLocked() *chunk {
+	var best *chunk
+	for _, c := range m.compactable(m.chunkSize * worthCompacting / 16) {
+		if best == nil || c.dead() > best.dead() {
+			best = c
+		}
+	}
+	return best
+}
+
+// compactLocked copies c's live records into the active chunk, points the
+// index at the copies, and drops c. c must come from compactable. m.mu must
+// be held for writing.
+func (m *MemStore) compactLocked(c *chunk) {
+	for off := 0; off < c.used && c.live > 0; {
+		token, _, size := c.record(uint32(off))
+		at := location{chunk: c.id, offset: uint32(off)}
+		h := m.hashBytes(token)
+		if s, ok := m.slotAtLocked(h, at); ok {
+			r := m.reserve(size)
+			copy(r.buf, c.buf[off:off+size])
+			m.placeLocked(r)
+			c.live -= size
+			s.at = location{chunk: r.c.id, offset: uint32(r.off)}
+			m.setAtLocked(h, at, s)
+		}
+		off += size
+	}
+	m.dropLocked(c)
+	m.counters.compactions++
+}
+
+// placeLocked publishes reservation r's record, written by now, in its chunk:
+// it registers the chunk and counts the record as live there. The caller
+// points the index at it. m.mu must be held for writing.
+func (m *MemStore) placeLocked(r reservation) {
+	m.registerLocked(r.c)
+	r.c.live += len(r.buf)
+	r.c.pending.Add(-1)
+}
+
+// discardLocked gives up reservation r: its bytes stay, dead. m.mu must be
+// held for writing.
+func (m *MemStore) discardLocked(r reservation) {
+	m.registerLocked(r.c)
+	r.c.pending.Add(-1)
+	if r.c.live == 0 {
+		m.dropIfIdleLocked(r.c)
+	}
+}
+
+// compactWhileTooDeadLocked compacts the most dead chunks of a store
+// without a cap until its dead space is back within its bound: at most the
+// live records' size plus 16 chunks, so that the chunks never hold more than
+// twice the live records and 1 MiB. Past that bound, the average chunk is
+// more than half dead, and so is the most dead one: each compaction frees at
+// least half a chunk, less the 1/16 it may waste at the end of the active
+// chunk. Under a cap, making room compacts instead. m.mu must be held for
+// writing.
+func (m *MemStore) compactWhileTooDeadLocked() {
+	for m.maxBytes == 0 && m.chunkBytes-m.recordBytes > m.recordBytes+deadSlackChunks*int64(m.chunkSize) {
+		c := m.mostDeadLocked()
+		if c == nil {
+			return // only chunks still being written to: a later Commit tries again
+		}
+		m.compactLocked(c)
+	}
+}
+
+// deadSlackChunks is how many chunks' worth of dead space a store without a
+// cap may hold whatever its size, so that a small store never compacts.
+const deadSlackChunks = 16
+
+// chunkSizeFor returns the size of the shared chunks of a store capped at
+// maxBytes (0: no cap). Under a cap, a chunk is at most 1/64 of it, so that
+// dead space spread over the chunks is never too thin to compact.
+func chunkSizeFor(maxBytes int64) int {
+	if maxBytes > 0 && maxBytes/64 < maxChunkSize {
+		return int(maxBytes / 64)
+	}
+	return maxChunkSize
+}

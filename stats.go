@@ -1,0 +1,48 @@
+// SPDX-License-Identifier: MIT
+
+package memstore
+
+import "time"
+
+// counters are the figures Stats reports beyond the index and its sizes.
+// They are guarded by MemStore.mu, and only grow.
+type counters struct {
+	expired              uint64        // expired sessions removed by the janitor or to make room
+	evicted              uint64        // live sessions evicted to keep under the cap
+	compactions          uint64        // chunks compacted
+	sweeps               uint64        // janitor passes completed
+	lastSweep            time.Duration // how long the last pass took
+	lastSweepLongestHold time.Duration // the longest single lock hold of the last pass
+}
+
+// Stats is a store's figures at one moment, for monitoring. The counters
+// count from New and keep their values after Close.
+type Stats struct {
+	Sessions             int           // sessions held, as Len: expired ones not yet removed included
+	Bytes                int64         // the memory held, chunks and index: see WithMaxBytes
+	MaxBytes             int64         // the cap set by WithMaxBytes; 0 means none
+	Expired              uint64        // expired sessions removed by the janitor or to make room under the cap
+	Evicted              uint64        // live sessions evicted to keep under the cap
+	Compactions          uint64        // chunks whose live sessions were moved so that their dead bytes could be freed
+	Sweeps               uint64        // janitor passes completed
+	LastSweep            time.Duration // how long the last janitor pass took
+	LastSweepLongestHold time.Duration // the longest the last pass held the lock at one time
+}
+
+// Stats returns the store's figures. It takes the read lock for a moment,
+// which requests share, so it is cheap enough for every metrics scrape.
+func (m *MemStore) Stats() Stats {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return Stats{
+		Sessions:             m.lenLocked(),
+		Bytes:                m.heldLocked(),
+		MaxBytes:             m.maxBytes,
+		Expired:              m.counters.expired,
+		Evicted:              m.counters.evicted,
+		Compactions:          m.counters.compactions,
+		Sweeps:               m.counters.sweeps,
+		LastSweep:            m.counters.lastSweep,
+		LastSweepLongestHold: m.counters.lastSweepLongestHold,
+	}
+}
