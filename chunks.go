@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // Sessions are held as records in large byte slices, the chunks, so that the
@@ -104,6 +105,11 @@ type reservation struct {
 	c   *chunk
 	off int
 	buf []byte // c.buf[off:off+size], to be written before publishing
+}
+
+// slot returns the slot of r's record, once placed.
+func (r reservation) slot(deadline time.Duration) slot {
+	return slot{at: location{chunk: r.c.id, offset: uint32(r.off)}, deadline: deadline}
 }
 
 // reserve takes room for a record of size bytes, in the active chunk or, for

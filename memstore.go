@@ -290,13 +290,13 @@ const fewHashes = 3
 // m.mu must be held.
 func (m *MemStore) lookupLocked(h uint64, token string) (s slot, data []byte, ok bool) {
 	if s, ok := m.index[h]; ok {
-		if stored, data, _ := m.chunks[s.at.chunk].record(s.at.offset); string(stored) == token {
+		if stored, data, _ := m.record(s.at); string(stored) == token {
 			return s, data, true
 		}
 	}
 	if len(m.colliders) > 0 {
 		if s, ok := m.colliders[token]; ok {
-			_, data, _ := m.chunks[s.at.chunk].record(s.at.offset)
+			_, data, _ := m.record(s.at)
 			return s, data, true
 		}
 	}
@@ -308,6 +308,16 @@ func (m *MemStore) lookupLocked(h uint64, token string) (s slot, data []byte, ok
 // under the cap. m.mu must be held for writing. Every insertion goes through
 // here.
 func (m *MemStore) putLocked(h uint64, token string, r reservation, deadline time.Duration) {
+	if old, ok := m.index[h]; ok && m.maxBytes == 0 && m.tokenIs(old.at, token) {
+		// Without a cap, overwrite in place: the common case costs one
+		// lookup less.
+		m.placeLocked(r)
+		m.index[h] = r.slot(deadline)
+		m.releaseLocked(old.at)
+		m.recordBytes += int64(len(r.buf))
+		m.compactWhileTooDeadLocked()
+		return
+	}
 	if old, _, ok := m.lookupLocked(h, token); ok {
 		m.removeLocked(h, old)
 	}
@@ -317,9 +327,21 @@ func (m *MemStore) putLocked(h uint64, token string, r reservation, deadline tim
 	}
 	m.makeRoomLocked(growth)
 	m.placeLocked(r)
-	m.storeLocked(h, token, slot{at: location{r.c.id, uint32(r.off)}, deadline: deadline})
+	m.storeLocked(h, token, r.slot(deadline))
 	m.recordBytes += int64(len(r.buf))
 	m.compactWhileTooDeadLocked()
+}
+
+// tokenIs reports whether the record at at holds token.
+func (m *MemStore) tokenIs(at location, token string) bool {
+	stored, _, _ := m.record(at)
+	return string(stored) == token
+}
+
+// record returns the token and data of the record at at, and its size. m.mu
+// must be held.
+func (m *MemStore) record(at location) (token, data []byte, size int) {
+	return m.chunks[at.chunk].record(at.offset)
 }
 
 // storeLocked sets the slot of token, whose hash is h, which the store does
@@ -378,8 +400,14 @@ func (m *MemStore) setAtLocked(h uint64, at location, s slot) {
 // writing.
 func (m *MemStore) removeLocked(h uint64, s slot) {
 	m.setAtLocked(h, s.at, slot{})
-	c := m.chunks[s.at.chunk]
-	_, _, size := c.record(s.at.offset)
+	m.releaseLocked(s.at)
+}
+
+// releaseLocked counts the record at at, which the index no longer points
+// to, as dead. m.mu must be held for writing.
+func (m *MemStore) releaseLocked(at location) {
+	c := m.chunks[at.chunk]
+	_, _, size := c.record(at.offset)
 	c.live -= size
 	m.recordBytes -= int64(size)
 	if c.live == 0 {
@@ -448,7 +476,7 @@ func (m *MemStore) walkLiveSlots(visit func(s slot, token, data []byte)) {
 	now := m.now()
 	m.walk(m.mu.RLocker(), func(_ uint64, s slot) {
 		if s.deadline > now {
-			token, data, _ := m.chunks[s.at.chunk].record(s.at.offset)
+			token, data, _ := m.record(s.at)
 			visit(s, token, data)
 		}
 	}, nil)
