@@ -300,8 +300,9 @@ func (m *MemStore) discardLocked(r reservation) {
 
 // compactWhileTooDeadLocked compacts the most dead chunks of a store
 // without a cap until its dead space is back within its bound: at most the
-// live records' size plus 16 chunks, so that the chunks never hold more than
-// twice the live records and 1 MiB. Past that bound, the average chunk is
+// live records' size plus 16 chunks, so that after every Commit and Delete
+// the chunks hold at most twice the live records and 1 MiB. (The janitor's
+// removals are followed by its own compaction.) Past that bound, the average chunk is
 // more than half dead, and so is the most dead one: each compaction frees at
 // least half a chunk, less the 1/16 it may waste at the end of the active
 // chunk. Under a cap, making room compacts instead. m.mu must be held for

@@ -168,6 +168,7 @@ func (m *MemStore) Delete(token string) error {
 	m.mu.Lock()
 	if s, _, ok := m.lookupLocked(h, token); ok {
 		m.removeLocked(h, s)
+		m.compactWhileTooDeadLocked()
 	}
 	m.mu.Unlock()
 	return nil
@@ -358,40 +359,48 @@ func (m *MemStore) storeLocked(h uint64, token string, s slot) {
 }
 
 // slotAtLocked returns the slot pointing at at, whose token hashes to h.
-// Colliders need a scan, rare as they are. m.mu must be held.
+// m.mu must be held.
 func (m *MemStore) slotAtLocked(h uint64, at location) (slot, bool) {
 	if s, ok := m.index[h]; ok && s.at == at {
 		return s, true
 	}
-	for _, s := range m.colliders {
-		if s.at == at {
-			return s, true
-		}
+	if token, ok := m.colliderAtLocked(at); ok {
+		return m.colliders[token], true
 	}
 	return slot{}, false
 }
 
 // setAtLocked replaces the slot pointing at at, whose token hashes to h,
-// with s, or removes it if s is the zero slot. m.mu must be held for writing.
+// with s. m.mu must be held for writing.
 func (m *MemStore) setAtLocked(h uint64, at location, s slot) {
 	if cur, ok := m.index[h]; ok && cur.at == at {
-		if s == (slot{}) {
-			delete(m.index, h)
-		} else {
-			m.index[h] = s
-		}
-		return
+		m.index[h] = s
+	} else if token, ok := m.colliderAtLocked(at); ok {
+		m.colliders[token] = s
 	}
-	for token, cur := range m.colliders {
-		if cur.at == at {
-			if s == (slot{}) {
-				delete(m.colliders, token)
-			} else {
-				m.colliders[token] = s
-			}
-			return
+}
+
+// deleteAtLocked deletes the slot pointing at at, whose token hashes to h.
+// m.mu must be held for writing.
+func (m *MemStore) deleteAtLocked(h uint64, at location) {
+	if cur, ok := m.index[h]; ok && cur.at == at {
+		delete(m.index, h)
+	} else if token, ok := m.colliderAtLocked(at); ok {
+		delete(m.colliders, token)
+	}
+}
+
+// colliderAtLocked returns the token of the collider whose slot points at
+// at, if one does. It takes a scan of the colliders, rare as they are: the
+// chance that a million random tokens hold one pair of colliding hashes is
+// about one in 37 million. m.mu must be held.
+func (m *MemStore) colliderAtLocked(at location) (string, bool) {
+	for token, s := range m.colliders {
+		if s.at == at {
+			return token, true
 		}
 	}
+	return "", false
 }
 
 // removeLocked removes the session in s, whose token hashes to h. Every
@@ -399,7 +408,7 @@ func (m *MemStore) setAtLocked(h uint64, at location, s slot) {
 // comes here, so that the sizes always match the index. m.mu must be held for
 // writing.
 func (m *MemStore) removeLocked(h uint64, s slot) {
-	m.setAtLocked(h, s.at, slot{})
+	m.deleteAtLocked(h, s.at)
 	m.releaseLocked(s.at)
 }
 
