@@ -34,11 +34,11 @@ const (
 	// exactly its size, so that the tail a shared chunk wastes when the next
 	// record does not fit stays under 1/16 of it.
 	ownChunkAbove = 1
-	// A chunk is compacted only once at least 2/16 of it is dead, so that
-	// every compaction frees more than the tail it may waste.
-	worthCompacting = 2
-	// The janitor compacts every chunk that is at least half dead.
-	janitorCompacts = 8
+	// Under a cap, a chunk is compacted once at least 2/16 of it is dead,
+	// so that every compaction frees more than the tail it may waste.
+	cappedCompactAt = 2
+	// Otherwise, and by the janitor, once it is at least half dead.
+	compactAt = 8
 )
 
 // chunk is one slice of records.
@@ -177,14 +177,22 @@ func (m *MemStore) dropLocked(c *chunk) {
 	c.id = 0
 }
 
-// noteDeadLocked lists c as worth compacting, under a cap, once it is at
-// least 2/16 dead, so that making room finds such a chunk at no cost. m.mu
+// noteDeadLocked lists c as worth compacting once enough of it is dead (see
+// minDeadLocked), so that the store finds such a chunk without a scan. m.mu
 // must be held for writing.
 func (m *MemStore) noteDeadLocked(c *chunk) {
-	if m.maxBytes > 0 && c.listedAt == 0 && c.dead() >= m.chunkSize*worthCompacting/16 {
+	if c.listedAt == 0 && c.dead() >= m.minDead() {
 		m.worthCompacting = append(m.worthCompacting, c)
 		c.listedAt = len(m.worthCompacting)
 	}
+}
+
+// minDead returns how many dead bytes make a chunk worth compacting.
+func (m *MemStore) minDead() int {
+	if m.maxBytes > 0 {
+		return m.chunkSize * cappedCompactAt / 16
+	}
+	return m.chunkSize * compactAt / 16
 }
 
 // unlistLocked takes c off m.worthCompacting, if it is there. m.mu must be
@@ -213,7 +221,7 @@ func (m *MemStore) listedCompactableLocked() *chunk {
 			continue
 		}
 		m.unlistLocked(c)
-		if c.dead() >= m.chunkSize*worthCompacting/16 {
+		if c.dead() >= m.minDead() {
 			return c
 		}
 	}
@@ -230,36 +238,24 @@ func (m *MemStore) activeChunk() *chunk {
 	return m.tail.active
 }
 
-// compactable returns the registered chunks that compaction may move records
-// out of, with at least minDead dead bytes: not the active chunk, and none with a record
-// still to be published, whose bytes may still be being written. m.mu must
-// be held, for reading at least.
-func (m *MemStore) compactable(minDead int) []*chunk {
+// halfDeadLocked returns the chunks among chunks[from:from+n] that are at
+// least half dead and that compaction may move records out of: not the
+// active chunk, and none with a record still to be published, whose bytes
+// may still be being written. m.mu must be held, for reading at least.
+func (m *MemStore) halfDeadLocked(from, n int) []*chunk {
 	active := m.activeChunk()
 	var found []*chunk
-	for _, c := range m.chunks {
-		if c != nil && c != active && c.dead() >= minDead && c.pending.Load() == 0 {
+	for _, c := range m.chunks[from:min(from+n, len(m.chunks))] {
+		if c != nil && c != active && c.dead() >= m.chunkSize*compactAt/16 && c.pending.Load() == 0 {
 			found = append(found, c)
 		}
 	}
 	return found
 }
 
-// mostDeadLocked returns the compactable chunk with the most dead bytes, if
-// one has enough to be worth compacting. m.mu must be held for writing.
-func (m *MemStore) mostDeadLocked() *chunk {
-	var best *chunk
-	for _, c := range m.compactable(m.chunkSize * worthCompacting / 16) {
-		if best == nil || c.dead() > best.dead() {
-			best = c
-		}
-	}
-	return best
-}
-
 // compactLocked copies c's live records into the active chunk, points the
-// index at the copies, and drops c. c must come from compactable. m.mu must
-// be held for writing.
+// index at the copies, and drops c. c must be neither the active chunk nor
+// one with a record pending. m.mu must be held for writing.
 func (m *MemStore) compactLocked(c *chunk) {
 	for off := 0; off < c.used && c.live > 0; {
 		token, _, size := c.record(uint32(off))
@@ -298,20 +294,19 @@ func (m *MemStore) discardLocked(r reservation) {
 	}
 }
 
-// compactWhileTooDeadLocked compacts the most dead chunks of a store
+// compactWhileTooDeadLocked compacts chunks at least half dead in a store
 // without a cap until its dead space is back within its bound: at most the
 // live records' size plus 16 chunks, so that after every Commit and Delete
 // the chunks hold at most twice the live records and 1 MiB. (The janitor's
-// removals are followed by its own compaction.) Past that bound, the average chunk is
-// more than half dead, and so is the most dead one: each compaction frees at
-// least half a chunk, less the 1/16 it may waste at the end of the active
-// chunk. Under a cap, making room compacts instead. m.mu must be held for
-// writing.
+// removals are followed by its own compaction.) Past that bound, the average
+// chunk is more than half dead, so one is: each compaction frees at least
+// half a chunk, less the 1/16 it may waste at the end of the active chunk.
+// Under a cap, making room compacts instead. m.mu must be held for writing.
 func (m *MemStore) compactWhileTooDeadLocked() {
 	for m.maxBytes == 0 && m.chunkBytes-m.recordBytes > m.recordBytes+deadSlackChunks*int64(m.chunkSize) {
-		c := m.mostDeadLocked()
+		c := m.listedCompactableLocked()
 		if c == nil {
-			return // only chunks still being written to: a later Commit tries again
+			return // only chunks still being written to: a later call tries again
 		}
 		m.compactLocked(c)
 	}

@@ -117,17 +117,22 @@ func (m *MemStore) sweep(stop <-chan struct{}) {
 		locked(removeExpired)
 	}
 
-	m.mu.RLock()
-	halfDead := m.compactable(m.chunkSize * janitorCompacts / 16)
-	m.mu.RUnlock()
-	for _, c := range halfDead {
-		held := locked(func() {
-			if c.id != 0 && c.dead() >= m.chunkSize*janitorCompacts/16 { // still registered, still half dead
-				m.compactLocked(c)
+	for from := 1; ; from += batchSize {
+		m.mu.RLock()
+		halfDead, more := m.halfDeadLocked(from, batchSize), from+batchSize < len(m.chunks)
+		m.mu.RUnlock()
+		for _, c := range halfDead {
+			held := locked(func() {
+				if c.id != 0 { // not dropped meanwhile; still half dead, for it cannot come back to life
+					m.compactLocked(c)
+				}
+			})
+			if !pause(min(removalPacing*held, maxRemovalPause), stop) {
+				return
 			}
-		})
-		if !pause(min(removalPacing*held, maxRemovalPause), stop) {
-			return
+		}
+		if !more {
+			break
 		}
 	}
 
