@@ -38,7 +38,7 @@ import (
 // Each run lasts at least gcTaxPhase and gcTaxCycles collections, so that a
 // large store, whose heap is collected less often, is measured over whole
 // cycles too. Run it with -benchtime 1x (each iteration measures anew and
-// reports its own figures) and -count for repeats. Sizes above 100,000
+// reports its own figures) and -count for repeats. Sizes above 10,000
 // sessions run only when asked for with -max-sessions (see scaling_test.go).
 func BenchmarkGCTax(b *testing.B) {
 	forEachSize(b, func(b *testing.B, c contender, n int) {
