@@ -22,8 +22,8 @@ import (
 // one request in ten) runs on GOMAXPROCS goroutines, first against a store of
 // the same kind holding one session ("none" below: nothing for the collector
 // to mark), then against one holding n, then against one holding one again.
-// The two runs with none bracket the run with n, on the same machine in the
-// same minute, and their mean is the baseline, so that a machine whose load
+// The two runs with none bracket the run with n, moments apart on the same
+// machine, and their mean is the baseline, so that a machine whose load
 // drifts moves both sides of the ratio. Metrics:
 //
 //   - throughput-ratio: requests per second holding n ÷ holding none, the

@@ -26,6 +26,7 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -183,6 +184,7 @@ type chartSpec struct {
 	unit          string  // the metric
 	scale         float64 // what a value of the metric is multiplied by
 	logY          bool
+	legendTop     bool // the legend's corner, on the left: where no line goes
 }
 
 var (
@@ -193,11 +195,12 @@ var (
 		scale:  1,
 	}
 	findWaitChart = chartSpec{
-		title:  "Longest Find wait while the janitor removes half the sessions",
-		yLabel: "longest wait (ms)",
-		unit:   "max-µs-sweep",
-		scale:  1e-3,
-		logY:   true,
+		title:     "Longest Find wait while the janitor removes half the sessions",
+		yLabel:    "longest wait (ms)",
+		unit:      "max-µs-sweep",
+		scale:     1e-3,
+		logY:      true,
+		legendTop: true,
 	}
 )
 
@@ -208,14 +211,14 @@ func (res *results) chart(name string, spec chartSpec) error {
 	p.X.Label.Text = "sessions held"
 	p.Y.Label.Text = spec.yLabel
 	p.X.Scale = plot.LogScale{}
-	p.X.Tick.Marker = plot.LogTicks{Prec: -1}
+	p.X.Tick.Marker = sessionTicks{}
 	if spec.logY {
 		p.Y.Scale = plot.LogScale{}
 		p.Y.Tick.Marker = plot.LogTicks{Prec: -1}
 	} else {
 		p.Y.Min = 0
 	}
-	p.Legend.Top = true
+	p.Legend.Top, p.Legend.Left = spec.legendTop, true
 	p.Add(plotter.NewGrid())
 	for i, store := range res.stores {
 		var xys plotter.XYs
@@ -237,6 +240,29 @@ func (res *results) chart(name string, spec chartSpec) error {
 		p.Legend.Add(store, line, points)
 	}
 	return p.Save(7*vg.Inch, 4.5*vg.Inch, name)
+}
+
+// sessionTicks marks a logarithmic axis of sessions held: each power of ten,
+// labelled with its digits grouped, and the multiples of it in between.
+type sessionTicks struct{}
+
+// Ticks returns the ticks from lo to hi.
+func (sessionTicks) Ticks(lo, hi float64) []plot.Tick {
+	var ticks []plot.Tick
+	for decade := math.Pow(10, math.Floor(math.Log10(lo))); decade <= hi; decade *= 10 {
+		for m := 1.0; m < 10; m++ {
+			v := m * decade
+			if v < lo || v > hi {
+				continue
+			}
+			t := plot.Tick{Value: v}
+			if m == 1 {
+				t.Label = thousands(int(math.Round(v)))
+			}
+			ticks = append(ticks, t)
+		}
+	}
+	return ticks
 }
 
 // table returns the markdown table of every figure: a row per number of

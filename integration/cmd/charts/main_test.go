@@ -82,3 +82,21 @@ func TestRunRejects(t *testing.T) {
 		})
 	}
 }
+
+// TestSessionTicks: the sessions axis is labelled at each power of ten, with
+// its digits grouped, and marked at the multiples in between.
+func TestSessionTicks(t *testing.T) {
+	var labels []string
+	marks := 0
+	for _, tick := range (sessionTicks{}).Ticks(1000, 1e7) {
+		if tick.Label != "" {
+			labels = append(labels, tick.Label)
+		} else {
+			marks++
+		}
+	}
+	want := []string{"1,000", "10,000", "100,000", "1,000,000", "10,000,000"}
+	if strings.Join(labels, " ") != strings.Join(want, " ") || marks != 4*8 {
+		t.Errorf("labels %q and %d unlabelled marks; want %q and %d", labels, marks, want, 4*8)
+	}
+}
