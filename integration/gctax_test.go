@@ -196,8 +196,8 @@ func serveRequests(b *testing.B, s store, keys int) requestFigures {
 }
 
 // gcMetrics are the runtime's running totals that serveRequests reads. The
-// runtime updates the CPU totals at the end of each collection, so the
-// difference of two readings covers the whole cycles between them.
+// runtime updates the CPU totals only in the stop-the-world pauses of a
+// collection, so the difference of two readings covers whole cycles.
 type gcMetrics struct {
 	gcCPU, totalCPU float64 // /cpu/classes/gc/total and /cpu/classes/total, in CPU seconds
 	cycles          uint64  // collections completed

@@ -161,7 +161,6 @@ func measureFull(b *testing.B, c contender, n int) {
 	awaitDropped(b, c, goroutines) // only one full store at a time
 
 	restored, held, closeStore := c.open(b, 0)
-	defer closeStore()
 	start = time.Now()
 	if err := restored.(fileStore).ReadFile(name); err != nil {
 		b.Fatal(err)
@@ -170,6 +169,8 @@ func measureFull(b *testing.B, c contender, n int) {
 	if got := held(); got != n {
 		b.Fatalf("ReadFile restored %d sessions, want %d", got, n)
 	}
+	closeStore()
+	awaitDropped(b, c, goroutines)
 }
 
 // fileStore is a store that saves its sessions to a file and restores them.
@@ -243,7 +244,7 @@ func measureSweep(b *testing.B, c contender, n int) {
 		first := time.Since(start)
 		// The second half takes longer than the first, but not twice as long.
 		ready := time.Now().Add(time.Duration(2*attempt)*first + time.Duration(attempt)*200*time.Millisecond)
-		ticks := (ready.Sub(opened) + interval - 1) / interval // the first tick after ready
+		ticks := int64((ready.Sub(opened) + interval - 1) / interval) // up to the first tick after ready
 		expiry := opened.Add(time.Duration(ticks)*interval - time.Millisecond)
 		fillSessions(b, s, half, n, expiry)
 		runtime.GC()
