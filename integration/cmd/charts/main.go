@@ -61,7 +61,8 @@ func main() {
 }
 
 // run reads benchmark output from r, writes the charts into dir and the
-// table to table.
+// table to table. A chart whose metric the output lacks (that of a
+// benchmark not run) is left as it was, with a message.
 func run(r io.Reader, dir string, table io.Writer) error {
 	res, err := parse(r)
 	if err != nil {
@@ -70,11 +71,15 @@ func run(r io.Reader, dir string, table io.Writer) error {
 	if len(res.stores) == 0 {
 		return fmt.Errorf("no BenchmarkGCTax or BenchmarkScaling results in the input")
 	}
-	if err := res.chart(filepath.Join(dir, "gctax.svg"), gcTaxChart); err != nil {
-		return err
-	}
-	if err := res.chart(filepath.Join(dir, "findwait.svg"), findWaitChart); err != nil {
-		return err
+	for name, spec := range map[string]chartSpec{"gctax.svg": gcTaxChart, "findwait.svg": findWaitChart} {
+		name = filepath.Join(dir, name)
+		if !res.has(spec.unit) {
+			log.Printf("no %s figures in the input: %s left as it was", spec.unit, name)
+			continue
+		}
+		if err := res.chart(name, spec); err != nil {
+			return err
+		}
 	}
 	_, err = io.WriteString(table, res.table())
 	return err
@@ -161,6 +166,16 @@ func parseName(name string) (point, error) {
 		return point{}, fmt.Errorf("benchmark %s: want a name with store=NAME and n=SESSIONS", name)
 	}
 	return p, nil
+}
+
+// has reports whether the metric unit was measured anywhere.
+func (res *results) has(unit string) bool {
+	for _, metrics := range res.values {
+		if len(metrics[unit]) > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // median returns the median of what metric unit measured at p, and false

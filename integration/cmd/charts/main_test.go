@@ -100,3 +100,25 @@ func TestSessionTicks(t *testing.T) {
 		t.Errorf("labels %q and %d unlabelled marks; want %q and %d", labels, marks, want, 4*8)
 	}
 }
+
+// TestRunPartial: output of BenchmarkGCTax alone makes the GC tax chart and
+// leaves the Find wait chart, whose figures come from BenchmarkScaling, as
+// it was.
+func TestRunPartial(t *testing.T) {
+	var gcTaxOnly []string
+	for _, line := range strings.Split(sample, "\n") {
+		if !strings.HasPrefix(line, "BenchmarkScaling/") {
+			gcTaxOnly = append(gcTaxOnly, line)
+		}
+	}
+	dir := t.TempDir()
+	if err := run(strings.NewReader(strings.Join(gcTaxOnly, "\n")), dir, new(bytes.Buffer)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "gctax.svg")); err != nil {
+		t.Errorf("no GC tax chart: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "findwait.svg")); !os.IsNotExist(err) {
+		t.Errorf("a Find wait chart was written with no figures for it (%v)", err)
+	}
+}
