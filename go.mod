@@ -1,3 +1,3 @@
 module github.com/golangcollege/memstore
 
-go 1.24
+go 1.25

@@ -1,6 +1,6 @@
 module github.com/golangcollege/memstore/integration
 
-go 1.24
+go 1.25
 
 require (
 	github.com/alexedwards/scs/redisstore v0.0.0-20251002162104-209de6e426de
