@@ -486,10 +486,10 @@ var hangs = []struct {
 }{
 	{
 		// Run fails the rule that hung, after the limit, and goes on.
-		name: "real-clock", store: "commit-past-expiry-deadlocks", clock: realClock, limit: "1s",
+		name: "real-clock", store: "commit-past-expiry-deadlocks", clock: realClock, limit: "2s",
 		rules:  "^(past-expiry-never-found|concurrent-clients-read-own-writes)$",
 		failed: []string{"past-expiry-never-found"}, passed: []string{"concurrent-clients-read-own-writes"},
-		want: []string{"has not returned after 1s: the store hangs", "Commit("},
+		want: []string{"has not returned after 2s: the store hangs", "Commit("},
 	},
 	{
 		// In a bubble, a call blocked on a channel lets the fake clock run
@@ -628,6 +628,7 @@ func TestKitFailsBrokenStores(t *testing.T) {
 	if os.Getenv(brokenEnv) != "" {
 		t.Skip("in a child process")
 	}
+	t.Parallel() // beside TestKitFailsHangingStores, whose children mostly wait out hang limits
 	names := []string{"reference", "reference-plain"}
 	for _, b := range breakages {
 		names = append(names, b.store)
@@ -682,6 +683,7 @@ func TestKitFailsHangingStores(t *testing.T) {
 	if os.Getenv(brokenEnv) != "" {
 		t.Skip("in a child process")
 	}
+	t.Parallel()
 	children := make([]child, len(hangs))
 	for i, h := range hangs {
 		children[i] = child{store: h.store, clock: h.clock, limit: h.limit, rules: h.rules}
