@@ -7,10 +7,10 @@
 // It is internal, not part of the storetest kit, because it measures this
 // store's own concerns rather than checking a store against scs's contract:
 // a store author needs Run and Bench only, and keeping these out of the kit's
-// API leaves them free to change. The internal directory sits at the root of
-// the module path, not under storetest, so that the integration module,
-// whose path github.com/golangcollege/memstore/integration lies within
-// github.com/golangcollege/memstore, may import it too.
+// API leaves them free to change. It sits in the root's internal directory,
+// not under storetest, so that the root package's benchmarks can import it,
+// and so can the integration module, whose path
+// (github.com/golangcollege/memstore/integration) lies within the root's.
 package findwaits
 
 import (
@@ -20,25 +20,25 @@ import (
 	"time"
 )
 
-// Finder is the one method of a store that Measure calls.
+// Finder is what Measure needs of a store: its Find method.
 type Finder interface {
 	Find(token string) (b []byte, found bool, err error)
 }
 
-// Waits is how long a run of Find calls took, as Measure saw
-// them: the figures that show whether something running beside the calls,
-// such as a store's cleanup, holds requests up.
+// Waits is how long a run of Find calls took, as Measure saw them: the
+// figures that show whether something running beside the calls, such as a
+// store's cleanup, holds requests up.
 type Waits struct {
 	Calls   int           // how many Find calls were made
 	Longest time.Duration // the longest of them
 	P9999   time.Duration // the 99.99th percentile, to within 1/8 of its value
 }
 
-// Measure calls s.Find on tokens, round and round from one
-// goroutine, for as long as during runs, and returns how long the calls took;
-// what Find returns is ignored. tokens must not be empty. Past one small
-// histogram at the start, measuring allocates nothing, so no garbage
-// collection it causes adds to the waits. The waits include whatever delays
+// Measure calls s.Find on tokens, round and round from one goroutine, for as
+// long as during runs, and returns how long the calls took; what Find returns
+// is ignored. tokens must not be empty. Past one small histogram at the
+// start, measuring allocates nothing, so no garbage collection it causes adds
+// to the waits. The waits include whatever delays
 // the calling goroutine: the scheduler, the garbage collector, the machine.
 // Run it with GOMAXPROCS of 2 or more, so that during and the calls run at
 // once.
