@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/golangcollege/memstore"
+	"github.com/golangcollege/memstore/internal/findwaits"
 	"github.com/golangcollege/memstore/storetest"
 )
 
@@ -85,14 +86,14 @@ func fill(b *testing.B, s storetest.Store, toks []string, expiry time.Time) {
 // lines them up. all-10k is skipped for the naive store, which has no All.
 func BenchmarkStores(b *testing.B) {
 	b.Run("store=memstore", func(b *testing.B) {
-		storetest.Bench(b, func(b *testing.B) storetest.Store {
+		storetest.Bench(b, func(b testing.TB) storetest.Store {
 			m := memstore.New(time.Minute)
 			b.Cleanup(func() { m.Close() })
 			return m
 		})
 	})
 	b.Run("store=naive", func(b *testing.B) {
-		storetest.Bench(b, func(*testing.B) storetest.Store { return newNaiveStore() })
+		storetest.Bench(b, func(testing.TB) storetest.Store { return newNaiveStore() })
 	})
 }
 
@@ -184,7 +185,7 @@ func BenchmarkSweep(b *testing.B) {
 		swept, expiry := halfExpired(b, toks, time.Millisecond)
 		time.Sleep(time.Until(expiry) - 20*time.Millisecond)
 		start := time.Now()
-		sweeping := storetest.MeasureFindWaits(swept, live, func() {
+		sweeping := findwaits.Measure(swept, live, func() {
 			for swept.Len() > len(toks)/2 {
 				time.Sleep(time.Millisecond)
 			}
@@ -194,7 +195,7 @@ func BenchmarkSweep(b *testing.B) {
 
 		idle, expiry := halfExpired(b, toks, 0)
 		time.Sleep(time.Until(expiry))
-		still := storetest.MeasureFindWaits(idle, live, func() {
+		still := findwaits.Measure(idle, live, func() {
 			for deadline := time.Now().Add(window); time.Now().Before(deadline); {
 				idle.Len() // as the sweeping measurement does
 				time.Sleep(time.Millisecond)

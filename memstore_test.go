@@ -12,6 +12,7 @@ import (
 	"runtime"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/golangcollege/memstore"
@@ -74,7 +75,10 @@ func newStore(t testing.TB) *memstore.MemStore {
 	return m
 }
 
-// eventually polls cond until it holds, failing the test after patience.
+// eventually polls cond until it holds, failing the test after patience. In
+// a synctest bubble, where the tests that wait for sessions to expire or for
+// the janitor run, it polls on the bubble's fake clock and takes no real
+// time.
 func eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(patience)
@@ -195,40 +199,44 @@ func TestExpiryAtOrBeforeNowDeletes(t *testing.T) {
 }
 
 func TestOverwriteReplacesDataAndExpiry(t *testing.T) {
-	m := newStore(t)
+	synctest.Test(t, func(t *testing.T) {
+		m := newStore(t)
 
-	mustCommit(t, m, "shortened", []byte("v1"), inAnHour())
-	committed := time.Now()
-	mustCommit(t, m, "shortened", []byte("v2"), committed.Add(shortLife))
-	if got, _, _ := m.Find("shortened"); time.Since(committed) < shortLife && string(got) != "v2" {
-		t.Fatalf("Find(shortened) = %q before its new expiry; want v2", got)
-	}
+		mustCommit(t, m, "shortened", []byte("v1"), inAnHour())
+		committed := time.Now()
+		mustCommit(t, m, "shortened", []byte("v2"), committed.Add(shortLife))
+		if got, _, _ := m.Find("shortened"); time.Since(committed) < shortLife && string(got) != "v2" {
+			t.Fatalf("Find(shortened) = %q before its new expiry; want v2", got)
+		}
 
-	mustCommit(t, m, "lengthened", []byte("v1"), time.Now().Add(shortLife))
-	mustCommit(t, m, "lengthened", []byte("v2"), inAnHour())
+		mustCommit(t, m, "lengthened", []byte("v1"), time.Now().Add(shortLife))
+		mustCommit(t, m, "lengthened", []byte("v2"), inAnHour())
 
-	eventually(t, "expired after its shortened lifetime", func() bool {
-		_, found, _ := m.Find("shortened")
-		return !found
+		eventually(t, "expired after its shortened lifetime", func() bool {
+			_, found, _ := m.Find("shortened")
+			return !found
+		})
+		mustFind(t, m, "lengthened", []byte("v2"))
 	})
-	mustFind(t, m, "lengthened", []byte("v2"))
 }
 
 func TestExpiredSessionIsNeverFound(t *testing.T) {
-	m := newStore(t)
-	// scs passes expiries through .UTC(), which strips the monotonic reading.
-	mustCommit(t, m, "tok", []byte("data"), time.Now().Add(shortLife).UTC())
-	eventually(t, "expired", func() bool {
-		_, found, _ := m.Find("tok")
-		return !found
+	synctest.Test(t, func(t *testing.T) {
+		m := newStore(t)
+		// scs passes expiries through .UTC(), which strips the monotonic reading.
+		mustCommit(t, m, "tok", []byte("data"), time.Now().Add(shortLife).UTC())
+		eventually(t, "expired", func() bool {
+			_, found, _ := m.Find("tok")
+			return !found
+		})
+		mustMiss(t, m, "tok")
+		if all, _ := m.All(); len(all) != 0 {
+			t.Fatalf("All = %v after expiry; want empty", all)
+		}
+		if n := m.Len(); n != 1 {
+			t.Fatalf("Len = %d; want 1: without a janitor an expired entry stays until removed", n)
+		}
 	})
-	mustMiss(t, m, "tok")
-	if all, _ := m.All(); len(all) != 0 {
-		t.Fatalf("All = %v after expiry; want empty", all)
-	}
-	if n := m.Len(); n != 1 {
-		t.Fatalf("Len = %d; want 1: without a janitor an expired entry stays until removed", n)
-	}
 }
 
 func TestFarFutureExpiry(t *testing.T) {
@@ -274,33 +282,35 @@ func TestEmptyTokenAndNilData(t *testing.T) {
 }
 
 func TestAll(t *testing.T) {
-	m := newStore(t)
-	all, err := m.All()
-	if all == nil || len(all) != 0 || err != nil {
-		t.Fatalf("All on an empty store = %#v, %v; want an empty non-nil map", all, err)
-	}
-
-	const live = 1000 // several batches
-	for i := range live {
-		mustCommit(t, m, fmt.Sprint("live", i), []byte(fmt.Sprint(i)), inAnHour())
-	}
-	mustCommit(t, m, "short", []byte("gone soon"), time.Now().Add(shortLife))
-	eventually(t, "expired", func() bool { _, found, _ := m.Find("short"); return !found })
-
-	all, _ = m.All()
-	if len(all) != live {
-		t.Fatalf("All holds %d sessions; want the %d live ones", len(all), live)
-	}
-	for i := range live {
-		if got := all[fmt.Sprint("live", i)]; string(got) != fmt.Sprint(i) {
-			t.Fatalf("All[live%d] = %q; want %q", i, got, fmt.Sprint(i))
+	synctest.Test(t, func(t *testing.T) {
+		m := newStore(t)
+		all, err := m.All()
+		if all == nil || len(all) != 0 || err != nil {
+			t.Fatalf("All on an empty store = %#v, %v; want an empty non-nil map", all, err)
 		}
-	}
-	delete(all, "live0")
-	mustFind(t, m, "live0", []byte("0"))
-	if again, _ := m.All(); len(again) != live {
-		t.Fatalf("second All holds %d sessions; want %d: each call returns a new map", len(again), live)
-	}
+
+		const live = 1000 // several batches
+		for i := range live {
+			mustCommit(t, m, fmt.Sprint("live", i), []byte(fmt.Sprint(i)), inAnHour())
+		}
+		mustCommit(t, m, "short", []byte("gone soon"), time.Now().Add(shortLife))
+		eventually(t, "expired", func() bool { _, found, _ := m.Find("short"); return !found })
+
+		all, _ = m.All()
+		if len(all) != live {
+			t.Fatalf("All holds %d sessions; want the %d live ones", len(all), live)
+		}
+		for i := range live {
+			if got := all[fmt.Sprint("live", i)]; string(got) != fmt.Sprint(i) {
+				t.Fatalf("All[live%d] = %q; want %q", i, got, fmt.Sprint(i))
+			}
+		}
+		delete(all, "live0")
+		mustFind(t, m, "live0", []byte("0"))
+		if again, _ := m.All(); len(again) != live {
+			t.Fatalf("second All holds %d sessions; want %d: each call returns a new map", len(again), live)
+		}
+	})
 }
 
 func TestCtxMethods(t *testing.T) {
@@ -362,22 +372,28 @@ func TestCtxMethods(t *testing.T) {
 }
 
 func TestJanitorRemovesExpiredSessions(t *testing.T) {
-	m := memstore.New(5 * time.Millisecond)
-	defer m.Close()
-	const n = 5000 // many batches
-	for i := range n {
-		expiry := inAnHour()
-		if i%2 == 0 {
-			expiry = time.Now().Add(shortLife)
+	synctest.Test(t, func(t *testing.T) {
+		m := memstore.New(5 * time.Millisecond)
+		defer m.Close()
+		const n = 5000 // many batches
+		for i := range n {
+			expiry := inAnHour()
+			if i%2 == 0 {
+				expiry = time.Now().Add(shortLife)
+			}
+			mustCommit(t, m, fmt.Sprint(i), []byte(fmt.Sprint(i)), expiry)
 		}
-		mustCommit(t, m, fmt.Sprint(i), []byte(fmt.Sprint(i)), expiry)
-	}
-	eventually(t, "swept down to the live half", func() bool { return m.Len() == n/2 })
-	for i := 1; i < n; i += 2 {
-		mustFind(t, m, fmt.Sprint(i), []byte(fmt.Sprint(i)))
-	}
+		eventually(t, "swept down to the live half", func() bool { return m.Len() == n/2 })
+		for i := 1; i < n; i += 2 {
+			mustFind(t, m, fmt.Sprint(i), []byte(fmt.Sprint(i)))
+		}
+	})
 }
 
+// TestJanitorKeepsSessionsCommittedDuringASweep runs on the real clock: it
+// commits in a loop that never blocks until the sweep is done, and in a
+// synctest bubble the clock moves only when every goroutine blocks, so the
+// sessions would never expire.
 func TestJanitorKeepsSessionsCommittedDuringASweep(t *testing.T) {
 	m := memstore.New(time.Millisecond)
 	defer m.Close()
@@ -416,64 +432,79 @@ func janitorsBack(t *testing.T, want int) {
 
 func TestNewStartsOneJanitorOnlyForAPositiveInterval(t *testing.T) {
 	janitorsBack(t, 0) // those of other tests' forgotten stores included
-	for _, d := range []time.Duration{0, -time.Second} {
-		m := memstore.New(d)
-		if n := janitors(); n != 0 {
-			t.Errorf("New(%v) started %d janitors; want none", d, n)
+	synctest.Test(t, func(t *testing.T) {
+		for _, d := range []time.Duration{0, -time.Second} {
+			m := memstore.New(d)
+			synctest.Wait() // a janitor started would be running or blocked by now
+			if n := janitors(); n != 0 {
+				t.Errorf("New(%v) started %d janitors; want none", d, n)
+			}
+			m.Close()
+		}
+		m := memstore.New(time.Hour)
+		synctest.Wait()
+		if n := janitors(); n != 1 {
+			t.Errorf("New(time.Hour) started %d janitors; want exactly one", n)
 		}
 		m.Close()
-	}
-	m := memstore.New(time.Hour)
-	eventually(t, "one janitor started", func() bool { return janitors() == 1 }) // and no more
-	time.Sleep(10 * time.Millisecond)
-	if n := janitors(); n != 1 {
-		t.Errorf("New(time.Hour) started %d janitors; want exactly one", n)
-	}
-	m.Close()
-	janitorsBack(t, 0)
+		synctest.Wait() // its goroutine has exited
+		if n := janitors(); n != 0 {
+			t.Errorf("%d janitors left after Close; want none", n)
+		}
+	})
 }
 
 func TestCloseIsSafeTwiceAndConcurrently(t *testing.T) {
 	janitorsBack(t, 0)
-	for _, interval := range []time.Duration{0, time.Millisecond} {
-		m := memstore.New(interval)
-		var wg sync.WaitGroup
-		for range 20 {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				if err := m.Close(); err != nil {
-					t.Errorf("Close: %v", err)
-				}
-			}()
+	synctest.Test(t, func(t *testing.T) {
+		for _, interval := range []time.Duration{0, time.Millisecond} {
+			m := memstore.New(interval)
+			var wg sync.WaitGroup
+			for range 20 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					if err := m.Close(); err != nil {
+						t.Errorf("Close: %v", err)
+					}
+				}()
+			}
+			wg.Wait()
+			synctest.Wait() // the janitor, if any, has exited
+			if n := janitors(); n != 0 {
+				t.Fatalf("%d janitors left after Close; want none", n)
+			}
+			if err := m.Close(); err != nil {
+				t.Fatalf("Close again: %v", err)
+			}
 		}
-		wg.Wait()
-		janitorsBack(t, 0)
-		if err := m.Close(); err != nil {
-			t.Fatalf("Close again: %v", err)
-		}
-	}
+	})
 }
 
 func TestStoreWorksAfterClose(t *testing.T) {
-	m := memstore.New(time.Millisecond)
-	m.Close()
-	mustCommit(t, m, "tok", []byte("data"), inAnHour())
-	mustFind(t, m, "tok", []byte("data"))
-	mustCommit(t, m, "short", []byte("data"), time.Now().Add(shortLife))
-	eventually(t, "expired", func() bool { _, found, _ := m.Find("short"); return !found })
-	if all, _ := m.All(); len(all) != 1 {
-		t.Fatalf("All after Close = %v; want only the live session", all)
-	}
-	if n := m.Len(); n != 2 {
-		t.Fatalf("Len = %d; want 2: after Close nothing sweeps the expired session", n)
-	}
-	if err := m.Delete("tok"); err != nil {
-		t.Fatal(err)
-	}
-	mustMiss(t, m, "tok")
+	synctest.Test(t, func(t *testing.T) {
+		m := memstore.New(time.Millisecond)
+		m.Close()
+		mustCommit(t, m, "tok", []byte("data"), inAnHour())
+		mustFind(t, m, "tok", []byte("data"))
+		mustCommit(t, m, "short", []byte("data"), time.Now().Add(shortLife))
+		eventually(t, "expired", func() bool { _, found, _ := m.Find("short"); return !found })
+		if all, _ := m.All(); len(all) != 1 {
+			t.Fatalf("All after Close = %v; want only the live session", all)
+		}
+		if n := m.Len(); n != 2 {
+			t.Fatalf("Len = %d; want 2: after Close nothing sweeps the expired session", n)
+		}
+		if err := m.Delete("tok"); err != nil {
+			t.Fatal(err)
+		}
+		mustMiss(t, m, "tok")
+	})
 }
 
+// TestForgottenStoreStopsItsJanitor runs on the real clock: the cleanup that
+// stops a forgotten store's janitor runs outside any synctest bubble, where it
+// may not touch a janitor started inside one.
 func TestForgottenStoreStopsItsJanitor(t *testing.T) {
 	janitorsBack(t, 0)
 	func() {
@@ -487,6 +518,9 @@ func TestForgottenStoreStopsItsJanitor(t *testing.T) {
 	janitorsBack(t, 0)
 }
 
+// TestCloseCutsASweepShort runs on the real clock: the sweep paces itself by
+// the real time it holds the lock, which measures zero on a synctest bubble's
+// clock, so there the sweep would finish before Close could cut it short.
 func TestCloseCutsASweepShort(t *testing.T) {
 	m := memstore.New(time.Millisecond)
 	const expiring = 200_000 // a paced pass over them takes seconds
@@ -505,6 +539,9 @@ func TestCloseCutsASweepShort(t *testing.T) {
 	}
 }
 
+// TestJanitorKeepsSessionsRenewedDuringASweep runs on the real clock: the
+// renewals must land while a sweep is under way, which its real-time pacing
+// makes long (see TestCloseCutsASweepShort).
 func TestJanitorKeepsSessionsRenewedDuringASweep(t *testing.T) {
 	m := memstore.New(time.Millisecond)
 	defer m.Close()

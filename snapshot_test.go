@@ -21,10 +21,11 @@ import (
 	"sync"
 	"testing"
 	"testing/iotest"
+	"testing/synctest"
 	"time"
 
 	"github.com/golangcollege/memstore"
-	"github.com/golangcollege/memstore/storetest"
+	"github.com/golangcollege/memstore/internal/findwaits"
 )
 
 // The helpers below encode and decode snapshots from FORMAT.md alone, not
@@ -277,80 +278,82 @@ func TestFormatExample(t *testing.T) {
 }
 
 func TestReadFromRejectsBadSnapshots(t *testing.T) {
-	live := time.Now().Add(time.Hour).UnixNano()
-	alice := entryBytes(snapEntry{"alice", live, []byte("the snapshot's")})
-	bob := entryBytes(snapEntry{"bob", live, []byte("b")})
-	body := append(bytes.Clone(alice), bob...)
-	good := snapshotOf(1, 2, body)
-	if _, err := parseSnapshot(good); err != nil {
-		t.Fatalf("the valid snapshot the cases start from: %v", err)
-	}
-	tokenLength := func(n uint64) []byte { return append(binary.AppendUvarint(nil, n), "alice"...) }
-	dataLength := func(n uint64) []byte {
-		b := binary.BigEndian.AppendUint64(append([]byte{5}, "alice"...), uint64(live))
-		return append(binary.AppendUvarint(b, n), "data"...)
-	}
-	changed := func(i int, bit byte) []byte {
-		b := bytes.Clone(good)
-		b[i] ^= bit
-		return b
-	}
-
-	// Those built by snapshotOf have a correct checksum: each is wrong only
-	// in the way its name says.
-	bad := map[string][]byte{
-		"empty input":                       {},
-		"a text file":                       []byte("alice=the snapshot's\nbob=b\n"),
-		"bad magic":                         changed(1, 0x20),
-		"version 0":                         snapshotOf(0, 2, body),
-		"version 2":                         snapshotOf(2, 2, body),
-		"checksum mismatch in data":         changed(len(good)-5, 0xff),
-		"checksum mismatch in the checksum": changed(len(good)-1, 0x01),
-		"one entry more than held":          snapshotOf(1, 3, body),
-		"one entry fewer than held":         snapshotOf(1, 1, body),
-		"2^64-1 entries":                    snapshotOf(1, math.MaxUint64, body),
-		"a byte after the checksum":         append(bytes.Clone(good), 0),
-		"two snapshots end to end":          append(bytes.Clone(good), good...),
-		"impossible token length":           snapshotOf(1, 1, tokenLength(1<<32)),
-		"data one byte longer than held":    snapshotOf(1, 1, dataLength(5)),
-		"impossible data length":            snapshotOf(1, 1, dataLength(1<<40)),
-		"data length of 2^64-1":             snapshotOf(1, 1, dataLength(math.MaxUint64)),
-		"length over 64 bits":               snapshotOf(1, 1, append(bytes.Repeat([]byte{0xff}, 10), 1)),
-		"length cut short":                  append(append([]byte(snapMagic), 1, 0, 0, 0, 0, 0, 0, 0, 1), 0x80),
-	}
-	for n := range len(good) {
-		bad[fmt.Sprintf("truncated to %d bytes", n)] = good[:n]
-	}
-	for i := range len(good) {
-		for bit := range 8 {
-			bad[fmt.Sprintf("bit %d of byte %d flipped", bit, i)] = changed(i, 1<<bit)
+	synctest.Test(t, func(t *testing.T) {
+		live := time.Now().Add(time.Hour).UnixNano()
+		alice := entryBytes(snapEntry{"alice", live, []byte("the snapshot's")})
+		bob := entryBytes(snapEntry{"bob", live, []byte("b")})
+		body := append(bytes.Clone(alice), bob...)
+		good := snapshotOf(1, 2, body)
+		if _, err := parseSnapshot(good); err != nil {
+			t.Fatalf("the valid snapshot the cases start from: %v", err)
 		}
-	}
-
-	// A store already holding sessions, one of them also in the snapshot and
-	// one expired but not yet removed.
-	m := newStore(t)
-	mustCommit(t, m, "alice", []byte("the store's"), inAnHour())
-	mustCommit(t, m, "carol", []byte("c"), inAnHour())
-	mustCommit(t, m, "lapsed", []byte("l"), time.Now().Add(shortLife))
-	eventually(t, "expired", func() bool { _, found, _ := m.Find("lapsed"); return !found })
-	before := stateOf(m)
-
-	for name, input := range bad {
-		n, err := m.ReadFrom(bytes.NewReader(input))
-		if !errors.Is(err, memstore.ErrBadSnapshot) {
-			t.Errorf("%s: ReadFrom error = %v; want one wrapping ErrBadSnapshot", name, err)
+		tokenLength := func(n uint64) []byte { return append(binary.AppendUvarint(nil, n), "alice"...) }
+		dataLength := func(n uint64) []byte {
+			b := binary.BigEndian.AppendUint64(append([]byte{5}, "alice"...), uint64(live))
+			return append(binary.AppendUvarint(b, n), "data"...)
 		}
-		if n != int64(len(input)) {
-			t.Errorf("%s: ReadFrom read %d bytes; want all %d", name, n, len(input))
+		changed := func(i int, bit byte) []byte {
+			b := bytes.Clone(good)
+			b[i] ^= bit
+			return b
 		}
-		mustBeUnchanged(t, m, before, name)
-	}
 
-	// The snapshot the corruptions started from is accepted.
-	restore(t, m, good)
-	mustFind(t, m, "alice", []byte("the store's"))
-	mustFind(t, m, "bob", []byte("b"))
+		// Those built by snapshotOf have a correct checksum: each is wrong only
+		// in the way its name says.
+		bad := map[string][]byte{
+			"empty input":                       {},
+			"a text file":                       []byte("alice=the snapshot's\nbob=b\n"),
+			"bad magic":                         changed(1, 0x20),
+			"version 0":                         snapshotOf(0, 2, body),
+			"version 2":                         snapshotOf(2, 2, body),
+			"checksum mismatch in data":         changed(len(good)-5, 0xff),
+			"checksum mismatch in the checksum": changed(len(good)-1, 0x01),
+			"one entry more than held":          snapshotOf(1, 3, body),
+			"one entry fewer than held":         snapshotOf(1, 1, body),
+			"2^64-1 entries":                    snapshotOf(1, math.MaxUint64, body),
+			"a byte after the checksum":         append(bytes.Clone(good), 0),
+			"two snapshots end to end":          append(bytes.Clone(good), good...),
+			"impossible token length":           snapshotOf(1, 1, tokenLength(1<<32)),
+			"data one byte longer than held":    snapshotOf(1, 1, dataLength(5)),
+			"impossible data length":            snapshotOf(1, 1, dataLength(1<<40)),
+			"data length of 2^64-1":             snapshotOf(1, 1, dataLength(math.MaxUint64)),
+			"length over 64 bits":               snapshotOf(1, 1, append(bytes.Repeat([]byte{0xff}, 10), 1)),
+			"length cut short":                  append(append([]byte(snapMagic), 1, 0, 0, 0, 0, 0, 0, 0, 1), 0x80),
+		}
+		for n := range len(good) {
+			bad[fmt.Sprintf("truncated to %d bytes", n)] = good[:n]
+		}
+		for i := range len(good) {
+			for bit := range 8 {
+				bad[fmt.Sprintf("bit %d of byte %d flipped", bit, i)] = changed(i, 1<<bit)
+			}
+		}
+
+		// A store already holding sessions, one of them also in the snapshot and
+		// one expired but not yet removed.
+		m := newStore(t)
+		mustCommit(t, m, "alice", []byte("the store's"), inAnHour())
+		mustCommit(t, m, "carol", []byte("c"), inAnHour())
+		mustCommit(t, m, "lapsed", []byte("l"), time.Now().Add(shortLife))
+		eventually(t, "expired", func() bool { _, found, _ := m.Find("lapsed"); return !found })
+		before := stateOf(m)
+
+		for name, input := range bad {
+			n, err := m.ReadFrom(bytes.NewReader(input))
+			if !errors.Is(err, memstore.ErrBadSnapshot) {
+				t.Errorf("%s: ReadFrom error = %v; want one wrapping ErrBadSnapshot", name, err)
+			}
+			if n != int64(len(input)) {
+				t.Errorf("%s: ReadFrom read %d bytes; want all %d", name, n, len(input))
+			}
+			mustBeUnchanged(t, m, before, name)
+		}
+
+		// The snapshot the corruptions started from is accepted.
+		restore(t, m, good)
+		mustFind(t, m, "alice", []byte("the store's"))
+		mustFind(t, m, "bob", []byte("b"))
+	})
 }
 
 func TestReadFromReportsReadErrors(t *testing.T) {
@@ -392,14 +395,16 @@ func TestReadFromHugeClaimsFailAtOnceWithLittleMemory(t *testing.T) {
 
 func TestSnapshotsSkipExpiredSessions(t *testing.T) {
 	t.Run("WriteTo", func(t *testing.T) {
-		m := newStore(t)
-		mustCommit(t, m, "live", []byte("x"), inAnHour())
-		mustCommit(t, m, "lapsed", []byte("x"), time.Now().Add(shortLife))
-		eventually(t, "expired", func() bool { _, found, _ := m.Find("lapsed"); return !found })
-		entries := decodeSnapshot(t, snapshot(t, m))
-		if len(entries) != 1 || entries[0].token != "live" {
-			t.Fatalf("the snapshot holds %d entries; want only the live one", len(entries))
-		}
+		synctest.Test(t, func(t *testing.T) {
+			m := newStore(t)
+			mustCommit(t, m, "live", []byte("x"), inAnHour())
+			mustCommit(t, m, "lapsed", []byte("x"), time.Now().Add(shortLife))
+			eventually(t, "expired", func() bool { _, found, _ := m.Find("lapsed"); return !found })
+			entries := decodeSnapshot(t, snapshot(t, m))
+			if len(entries) != 1 || entries[0].token != "live" {
+				t.Fatalf("the snapshot holds %d entries; want only the live one", len(entries))
+			}
+		})
 	})
 	t.Run("ReadFrom", func(t *testing.T) {
 		now := time.Now()
@@ -415,31 +420,33 @@ func TestSnapshotsSkipExpiredSessions(t *testing.T) {
 }
 
 func TestReadFromKeepsTheStoresSessions(t *testing.T) {
-	m := newStore(t)
-	storeExpiry := time.Now().Add(2 * time.Hour)
-	mustCommit(t, m, "both", []byte("the store's"), storeExpiry)
-	mustCommit(t, m, "lapsed", []byte("the store's"), time.Now().Add(shortLife))
-	eventually(t, "expired", func() bool { _, found, _ := m.Find("lapsed"); return !found })
+	synctest.Test(t, func(t *testing.T) {
+		m := newStore(t)
+		storeExpiry := time.Now().Add(2 * time.Hour)
+		mustCommit(t, m, "both", []byte("the store's"), storeExpiry)
+		mustCommit(t, m, "lapsed", []byte("the store's"), time.Now().Add(shortLife))
+		eventually(t, "expired", func() bool { _, found, _ := m.Find("lapsed"); return !found })
 
-	later := time.Now().Add(time.Hour).UnixNano()
-	restore(t, m, validSnapshot(
-		snapEntry{"both", later, []byte("the snapshot's")},
-		snapEntry{"lapsed", later, []byte("the snapshot's")},
-		snapEntry{"new", later, []byte("the snapshot's")},
-		snapEntry{"twice", later, []byte("first")},
-		snapEntry{"twice", later, []byte("second")},
-	))
+		later := time.Now().Add(time.Hour).UnixNano()
+		restore(t, m, validSnapshot(
+			snapEntry{"both", later, []byte("the snapshot's")},
+			snapEntry{"lapsed", later, []byte("the snapshot's")},
+			snapEntry{"new", later, []byte("the snapshot's")},
+			snapEntry{"twice", later, []byte("first")},
+			snapEntry{"twice", later, []byte("second")},
+		))
 
-	mustFind(t, m, "both", []byte("the store's"))
-	if d := expiries(t, m)["both"].Sub(storeExpiry).Abs(); d > time.Millisecond {
-		t.Errorf("the expiry of a session the store held moved by %v; want the store's kept", d)
-	}
-	mustMiss(t, m, "lapsed") // the store's entry, though expired, is the more recent
-	mustFind(t, m, "new", []byte("the snapshot's"))
-	mustFind(t, m, "twice", []byte("first"))
-	if n := m.Len(); n != 4 {
-		t.Fatalf("Len = %d; want 4", n)
-	}
+		mustFind(t, m, "both", []byte("the store's"))
+		if d := expiries(t, m)["both"].Sub(storeExpiry).Abs(); d > time.Millisecond {
+			t.Errorf("the expiry of a session the store held moved by %v; want the store's kept", d)
+		}
+		mustMiss(t, m, "lapsed") // the store's entry, though expired, is the more recent
+		mustFind(t, m, "new", []byte("the snapshot's"))
+		mustFind(t, m, "twice", []byte("first"))
+		if n := m.Len(); n != 4 {
+			t.Fatalf("Len = %d; want 4", n)
+		}
+	})
 }
 
 func TestReadFromUnderACap(t *testing.T) {
@@ -911,14 +918,14 @@ func BenchmarkWriteToFindWait(b *testing.B) {
 	live := toks[:1000] // what a Find asks for
 	for range b.N {
 		start := time.Now()
-		writing := storetest.MeasureFindWaits(m, live, func() {
+		writing := findwaits.Measure(m, live, func() {
 			if _, err := m.WriteTo(slowWriter{100e6}); err != nil {
 				b.Error(err)
 			}
 		})
 		window := time.Since(start)
 		runtime.GC()
-		idle := storetest.MeasureFindWaits(m, live, func() { time.Sleep(window) })
+		idle := findwaits.Measure(m, live, func() { time.Sleep(window) })
 
 		writing.Report(b, "writeto")
 		idle.Report(b, "idle")

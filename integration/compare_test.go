@@ -18,7 +18,7 @@ import (
 	"github.com/alexedwards/scs/v2"
 	scsmemstore "github.com/alexedwards/scs/v2/memstore"
 	"github.com/golangcollege/memstore"
-	"github.com/golangcollege/memstore/storetest"
+	"github.com/golangcollege/memstore/internal/findwaits"
 	"github.com/patrickmn/go-cache"
 )
 
@@ -323,13 +323,13 @@ func BenchmarkSweepFindWait(b *testing.B) {
 // expired half, and returns what they waited and how long that took. It
 // returns once the store's janitor has stopped, so that it cannot disturb
 // what is measured next.
-func sweepWaits(b *testing.B, c contender, toks, probe []string, cleanup time.Duration) (waits storetest.FindWaits, window time.Duration) {
+func sweepWaits(b *testing.B, c contender, toks, probe []string, cleanup time.Duration) (waits findwaits.Waits, window time.Duration) {
 	goroutines := runtime.NumGoroutine()
 	func() {
 		s, held, closeStore, _ := fullStore(b, c, cleanup, toks)
 		defer closeStore()
 		start := time.Now()
-		waits = storetest.MeasureFindWaits(s, probe, func() {
+		waits = findwaits.Measure(s, probe, func() {
 			for held() > len(toks)/2 {
 				time.Sleep(time.Millisecond)
 			}
@@ -358,12 +358,12 @@ func awaitDropped(b *testing.B, c contender, goroutines int) {
 
 // idleWaits measures Finds of probe for window in a full store of kind c with
 // no janitor, once the expiring half has expired.
-func idleWaits(b *testing.B, c contender, toks, probe []string, window time.Duration) storetest.FindWaits {
+func idleWaits(b *testing.B, c contender, toks, probe []string, window time.Duration) findwaits.Waits {
 	s, held, closeStore, expiry := fullStore(b, c, 0, toks)
 	defer runtime.GC()
 	defer closeStore()
 	time.Sleep(time.Until(expiry))
-	waits := storetest.MeasureFindWaits(s, probe, func() {
+	waits := findwaits.Measure(s, probe, func() {
 		for deadline := time.Now().Add(window); time.Now().Before(deadline); {
 			held() // as sweepWaits does
 			time.Sleep(time.Millisecond)

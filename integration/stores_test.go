@@ -175,7 +175,7 @@ func TestStores(t *testing.T) {
 				mu      sync.Mutex
 				results = make(map[string]string) // by rule: PASS, FAIL or SKIP
 			)
-			storetest.Run(t, func(t *testing.T) storetest.Store {
+			storetest.Run(t, func(t testing.TB) storetest.Store {
 				rule := t.Name()[strings.LastIndexByte(t.Name(), '/')+1:]
 				t.Cleanup(func() {
 					mu.Lock()
@@ -199,7 +199,7 @@ func TestStores(t *testing.T) {
 
 // testResult returns how t, whose test function has returned, ended: PASS,
 // FAIL or SKIP.
-func testResult(t *testing.T) string {
+func testResult(t testing.TB) string {
 	switch {
 	case t.Failed():
 		return "FAIL"
@@ -252,7 +252,7 @@ func BenchmarkStores(b *testing.B) {
 			if p.redis {
 				srv = startRedis(b)
 			}
-			storetest.Bench(b, func(b *testing.B) storetest.Store { return p.open(b, srv.address()) })
+			storetest.Bench(b, func(b testing.TB) storetest.Store { return p.open(b, srv.address()) })
 		})
 	}
 }
@@ -278,7 +278,7 @@ func TestStoresChild(t *testing.T) {
 	if p.redis {
 		srv = startRedis(t)
 	}
-	storetest.Run(t, func(t *testing.T) storetest.Store { return p.open(t, srv.address()) })
+	storetest.Run(t, func(t testing.TB) storetest.Store { return p.open(t, srv.address()) })
 }
 
 // peerNamed returns the peer store called name.

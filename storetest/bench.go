@@ -23,21 +23,21 @@ var benchPayload = sync.OnceValue(func() []byte {
 	})
 })
 
-// Bench measures the store that newStore returns with the standard workloads,
+// Bench measures the store that makeStore returns with the standard workloads,
 // as sub-benchmarks with fixed names: find-hit, find-miss, commit, churn,
 // parallel-mixed-90-10, and all-10k when the store has an All method (the
 // package documentation describes them). Each reports allocations.
 //
-// Each sub-benchmark calls newStore itself, with its own b, and fills the
+// Each sub-benchmark calls makeStore itself, with its own b, and fills the
 // fresh store outside the timed loop; register closing it with b.Cleanup
-// inside newStore. The sessions a sub-benchmark commits are deleted when it
+// inside makeStore. The sessions a sub-benchmark commits are deleted when it
 // ends, outside the timing, before that cleanup runs.
 //
 // Since the names never change, benchstat lines up the results of any two
 // stores run through Bench.
-func Bench(b *testing.B, newStore func(b *testing.B) Store) {
+func Bench(b *testing.B, makeStore MakeStore) {
 	b.Run("find-hit", func(b *testing.B) {
-		s := newStore(b)
+		s := makeStore(b)
 		toks := fill(b, s)
 		b.ReportAllocs()
 		for i := 0; b.Loop(); i++ {
@@ -47,7 +47,7 @@ func Bench(b *testing.B, newStore func(b *testing.B) Store) {
 		}
 	})
 	b.Run("find-miss", func(b *testing.B) {
-		s := newStore(b)
+		s := makeStore(b)
 		fill(b, s)
 		unknown := benchTokens(benchSessions)
 		b.ReportAllocs()
@@ -58,7 +58,7 @@ func Bench(b *testing.B, newStore func(b *testing.B) Store) {
 		}
 	})
 	b.Run("commit", func(b *testing.B) {
-		s := newStore(b)
+		s := makeStore(b)
 		toks := fill(b, s)
 		payload, expiry := benchPayload(), time.Now().Add(time.Hour)
 		b.ReportAllocs()
@@ -69,7 +69,7 @@ func Bench(b *testing.B, newStore func(b *testing.B) Store) {
 		}
 	})
 	b.Run("churn", func(b *testing.B) {
-		s := newStore(b)
+		s := makeStore(b)
 		toks := benchTokens(benchSessions)
 		b.Cleanup(func() { deleteAll(s, toks) })
 		payload, expiry := benchPayload(), time.Now().Add(time.Hour)
@@ -88,7 +88,7 @@ func Bench(b *testing.B, newStore func(b *testing.B) Store) {
 		}
 	})
 	b.Run("parallel-mixed-90-10", func(b *testing.B) {
-		s := newStore(b)
+		s := makeStore(b)
 		toks := fill(b, s)
 		payload, expiry := benchPayload(), time.Now().Add(time.Hour)
 		var goroutines atomic.Int64
@@ -111,7 +111,7 @@ func Bench(b *testing.B, newStore func(b *testing.B) Store) {
 		})
 	})
 	b.Run("all-10k", func(b *testing.B) {
-		s := newStore(b)
+		s := makeStore(b)
 		st, ok := s.(iterableStore)
 		if !ok {
 			b.Skip("the store has no All method (scs's IterableStore)")

@@ -10,23 +10,26 @@
 //
 // # Testing a store
 //
-// A store author adds one test and one benchmark to the store's package:
+// A store author writes one function that makes a store, and adds one test
+// and one benchmark to the store's package:
 //
-//	func TestStore(t *testing.T) {
-//		storetest.Run(t, func(t *testing.T) storetest.Store { return mystore.New() })
-//	}
+//	func newStore(tb testing.TB) storetest.Store { return mystore.New() }
 //
-//	func BenchmarkStore(b *testing.B) {
-//		storetest.Bench(b, func(b *testing.B) storetest.Store { return mystore.New() })
-//	}
+//	func TestStore(t *testing.T) { storetest.Run(t, newStore) }
 //
-// Run and Bench call the function they are given once per subtest or
+//	func BenchmarkStore(b *testing.B) { storetest.Bench(b, newStore) }
+//
+// Run and Bench call that function, a MakeStore, once per subtest or
 // sub-benchmark, with that subtest's t or b, so every rule starts from a fresh
 // store. A store that needs closing or a connection that needs releasing
-// registers that with t.Cleanup or b.Cleanup inside the function: it then runs
-// when that subtest ends. The kit deletes every session it created before
-// then, so a store over a shared backend (one Redis server for every run) is
-// left as it was found.
+// registers that with tb.Cleanup inside the function: it then runs when that
+// subtest ends. The kit deletes every session it created before then, so a
+// store over a shared backend (one Redis server for every run) is left as it
+// was found.
+//
+// A store kept in the process's memory can use RunSynctest instead of Run:
+// each rule then runs in a testing/synctest bubble, on a fake clock, and
+// takes no time waiting for sessions to expire.
 //
 // # The rules
 //
@@ -73,7 +76,13 @@
 // one-second granularity passes; beyond that, a store has five more seconds
 // before Find must stop finding an expired session. No check depends on how
 // quickly the test itself runs, so a loaded machine does not make them fail.
-// Waiting for those expiries makes Run take about ten seconds.
+// Waiting for those expiries makes Run take about ten seconds; under
+// RunSynctest the waits pass on the fake clock, in no real time.
+//
+// A call to the store that has not returned after a minute fails the rule
+// that made it, with a message naming the call, instead of hanging the test
+// binary until go test's -timeout (RunSynctest describes how a bubble
+// changes that).
 //
 // # Benchmarks
 //

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -388,34 +389,62 @@ func (s losesConcurrentWrites) Commit(token string, b []byte, expiry time.Time) 
 	return nil
 }
 
-// stores are the stores TestBrokenStoreHelper can run Run on, by name.
+// commitPastExpiryDeadlocks deletes a session committed with a past expiry
+// by calling Delete with its lock already held: Commit never returns, and
+// the store's lock is never released.
+type commitPastExpiryDeadlocks struct{ *refStore }
+
+func (s commitPastExpiryDeadlocks) Commit(token string, b []byte, expiry time.Time) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !expiry.After(time.Now()) {
+		return s.Delete(token) // takes s.mu again
+	}
+	s.items[token] = refItem{bytes.Clone(b), expiry}
+	return nil
+}
+
+// findUnknownWaitsForever waits, in Find of a token it does not hold, for a
+// reply that never comes.
+type findUnknownWaitsForever struct{ *refStore }
+
+func (s findUnknownWaitsForever) Find(token string) ([]byte, bool, error) {
+	if _, ok := s.lookup(token); !ok {
+		<-make(chan struct{})
+	}
+	return s.refStore.Find(token)
+}
+
+// stores are the stores TestBrokenStoreHelper can run the kit on, by name.
 var stores = map[string]func() storetest.Store{
-	"reference":                 func() storetest.Store { return newRefStore() },
-	"reference-plain":           func() storetest.Store { return plainStore{newRefStore()} },
-	"find-errs-on-unknown":      func() storetest.Store { return findErrsOnUnknown{newRefStore()} },
-	"finds-unknown-as-empty":    func() storetest.Store { return findsUnknownAsEmpty{newRefStore()} },
-	"find-errs-on-malformed":    func() storetest.Store { return findErrsOnMalformed{newRefStore()} },
-	"find-matches-prefix":       func() storetest.Store { return findMatchesPrefix{newRefStore()} },
-	"stores-text":               func() storetest.Store { return storesText{newRefStore()} },
-	"keeps-data-on-overwrite":   func() storetest.Store { return keepsDataOnOverwrite{newRefStore()} },
-	"keeps-stale-tail":          func() storetest.Store { return keepsStaleTail{newRefStore()} },
-	"keeps-expiry-on-overwrite": func() storetest.Store { return keepsExpiryOnOverwrite{newRefStore()} },
-	"only-extends-expiry":       func() storetest.Store { return onlyExtendsExpiry{newRefStore()} },
-	"only-shortens-expiry":      func() storetest.Store { return onlyShortensExpiry{newRefStore()} },
-	"delete-does-nothing":       func() storetest.Store { return deleteDoesNothing{newRefStore()} },
-	"delete-errs-on-unknown":    func() storetest.Store { return deleteErrsOnUnknown{newRefStore()} },
-	"delete-unknown-clears":     func() storetest.Store { return deleteUnknownClears{newRefStore()} },
-	"find-ignores-expiry":       func() storetest.Store { return findIgnoresExpiry{newRefStore()} },
-	"find-expires-late":         func() storetest.Store { return findExpiresLate{newRefStore()} },
-	"past-expiry-means-a-day":   func() storetest.Store { return pastExpiryMeansADay{newRefStore()} },
-	"all-nil-when-empty":        func() storetest.Store { return allNilWhenEmpty{newRefStore()} },
-	"all-ignores-expiry":        func() storetest.Store { return allIgnoresExpiry{newRefStore()} },
-	"ctx-elsewhere":             func() storetest.Store { return ctxElsewhere{newRefStore(), newRefStore()} },
-	"find-ctx-errs-on-unknown":  func() storetest.Store { return findCtxErrsOnUnknown{newRefStore()} },
-	"commit-ctx-ignores-expiry": func() storetest.Store { return commitCtxIgnoresExpiry{newRefStore()} },
-	"delete-ctx-does-nothing":   func() storetest.Store { return deleteCtxDoesNothing{newRefStore()} },
-	"all-ctx-ignores-expiry":    func() storetest.Store { return allCtxIgnoresExpiry{newRefStore()} },
-	"loses-concurrent-writes":   func() storetest.Store { return losesConcurrentWrites{newRefStore()} },
+	"reference":                    func() storetest.Store { return newRefStore() },
+	"reference-plain":              func() storetest.Store { return plainStore{newRefStore()} },
+	"find-errs-on-unknown":         func() storetest.Store { return findErrsOnUnknown{newRefStore()} },
+	"finds-unknown-as-empty":       func() storetest.Store { return findsUnknownAsEmpty{newRefStore()} },
+	"find-errs-on-malformed":       func() storetest.Store { return findErrsOnMalformed{newRefStore()} },
+	"find-matches-prefix":          func() storetest.Store { return findMatchesPrefix{newRefStore()} },
+	"stores-text":                  func() storetest.Store { return storesText{newRefStore()} },
+	"keeps-data-on-overwrite":      func() storetest.Store { return keepsDataOnOverwrite{newRefStore()} },
+	"keeps-stale-tail":             func() storetest.Store { return keepsStaleTail{newRefStore()} },
+	"keeps-expiry-on-overwrite":    func() storetest.Store { return keepsExpiryOnOverwrite{newRefStore()} },
+	"only-extends-expiry":          func() storetest.Store { return onlyExtendsExpiry{newRefStore()} },
+	"only-shortens-expiry":         func() storetest.Store { return onlyShortensExpiry{newRefStore()} },
+	"delete-does-nothing":          func() storetest.Store { return deleteDoesNothing{newRefStore()} },
+	"delete-errs-on-unknown":       func() storetest.Store { return deleteErrsOnUnknown{newRefStore()} },
+	"delete-unknown-clears":        func() storetest.Store { return deleteUnknownClears{newRefStore()} },
+	"find-ignores-expiry":          func() storetest.Store { return findIgnoresExpiry{newRefStore()} },
+	"find-expires-late":            func() storetest.Store { return findExpiresLate{newRefStore()} },
+	"past-expiry-means-a-day":      func() storetest.Store { return pastExpiryMeansADay{newRefStore()} },
+	"all-nil-when-empty":           func() storetest.Store { return allNilWhenEmpty{newRefStore()} },
+	"all-ignores-expiry":           func() storetest.Store { return allIgnoresExpiry{newRefStore()} },
+	"ctx-elsewhere":                func() storetest.Store { return ctxElsewhere{newRefStore(), newRefStore()} },
+	"find-ctx-errs-on-unknown":     func() storetest.Store { return findCtxErrsOnUnknown{newRefStore()} },
+	"commit-ctx-ignores-expiry":    func() storetest.Store { return commitCtxIgnoresExpiry{newRefStore()} },
+	"delete-ctx-does-nothing":      func() storetest.Store { return deleteCtxDoesNothing{newRefStore()} },
+	"all-ctx-ignores-expiry":       func() storetest.Store { return allCtxIgnoresExpiry{newRefStore()} },
+	"loses-concurrent-writes":      func() storetest.Store { return losesConcurrentWrites{newRefStore()} },
+	"commit-past-expiry-deadlocks": func() storetest.Store { return commitPastExpiryDeadlocks{newRefStore()} },
+	"find-unknown-waits-forever":   func() storetest.Store { return findUnknownWaitsForever{newRefStore()} },
 }
 
 // breakages says which rule each broken store must fail.
@@ -446,22 +475,90 @@ var breakages = []struct{ store, rule string }{
 	{"loses-concurrent-writes", "concurrent-clients-read-own-writes"},
 }
 
-// brokenEnv names, in a child process, the store TestBrokenStoreHelper runs.
-const brokenEnv = "STORETEST_BROKEN_STORE"
+// hangs says how the kit fails a store that hangs. Each case runs, in a
+// child process, the rules that rules selects, on its clock, with the hang
+// limit shortened to limit where one is given (a minute otherwise); the
+// child must exit with a non-zero status, having failed the rules of failed
+// and passed those of passed, and its output must hold each of want.
+var hangs = []struct {
+	name, store, clock, limit, rules string
+	failed, passed, want             []string
+}{
+	{
+		// Run fails the rule that hung, after the limit, and goes on.
+		name: "real-clock", store: "commit-past-expiry-deadlocks", clock: realClock, limit: "2s",
+		rules:  "^(past-expiry-never-found|concurrent-clients-read-own-writes)$",
+		failed: []string{"past-expiry-never-found"}, passed: []string{"concurrent-clients-read-own-writes"},
+		want: []string{"has not returned after 2s: the store hangs", "Commit("},
+	},
+	{
+		// In a bubble, a call blocked on a channel lets the fake clock run
+		// to the limit at once; the bubble then cannot end.
+		name: "fake-clock-durable-block", store: "find-unknown-waits-forever", clock: fakeClock,
+		rules:  "^unknown-token-not-found$",
+		failed: []string{"unknown-token-not-found"},
+		want:   []string{"Find(", "has not returned after 1m0s: the store hangs", "deadlock: main bubble goroutine has exited but blocked goroutines remain"},
+	},
+	{
+		// In a bubble, a call blocked on a mutex holds the fake clock still:
+		// the real-time watchdog stops the binary.
+		name: "fake-clock-mutex", store: "commit-past-expiry-deadlocks", clock: fakeClock, limit: "2s",
+		rules: "^past-expiry-never-found$",
+		want:  []string{"storetest: rule past-expiry-never-found has not finished after 2s of real time", "the last call to it: Commit("},
+	},
+}
 
-// TestBrokenStoreHelper runs Run on the store named by $STORETEST_BROKEN_STORE.
-// It runs only in the child processes of TestKitFailsBrokenStores.
+// The children's clocks, as $STORETEST_CLOCK gives them: the kit's Run, or
+// RunSynctest.
+const (
+	realClock = "real"
+	fakeClock = "fake"
+)
+
+// The environment of a child process: the store, the clock and the hang
+// limit it runs the kit with.
+const (
+	brokenEnv    = "STORETEST_BROKEN_STORE"
+	clockEnv     = "STORETEST_CLOCK"
+	hangLimitEnv = "STORETEST_HANG_LIMIT"
+)
+
+// TestBrokenStoreHelper runs the kit on the store named by
+// $STORETEST_BROKEN_STORE: RunSynctest, or Run when $STORETEST_CLOCK is
+// "real", with the hang limit $STORETEST_HANG_LIMIT if set. It runs only in
+// the child processes of TestKitFailsBrokenStores and
+// TestKitFailsHangingStores.
 func TestBrokenStoreHelper(t *testing.T) {
 	name := os.Getenv(brokenEnv)
 	if name == "" {
-		t.Skip("runs only as a child process of TestKitFailsBrokenStores")
+		t.Skip("runs only as a child process of TestKitFailsBrokenStores and TestKitFailsHangingStores")
 	}
 	newStore, ok := stores[name]
 	if !ok {
 		t.Fatalf("no store named %q", name)
 	}
-	storetest.Run(t, func(*testing.T) storetest.Store { return newStore() })
+	if limit := os.Getenv(hangLimitEnv); limit != "" {
+		d, err := time.ParseDuration(limit)
+		if err != nil {
+			t.Fatalf("$%s: %v", hangLimitEnv, err)
+		}
+		defer storetest.SetHangLimit(d)()
+	}
+	makeStore := func(testing.TB) storetest.Store { return newStore() }
+	switch clock := os.Getenv(clockEnv); clock {
+	case realClock:
+		storetest.Run(t, makeStore)
+	case fakeClock, "":
+		storetest.RunSynctest(t, makeStore)
+	default:
+		t.Fatalf("$%s = %q; want %q or %q", clockEnv, clock, realClock, fakeClock)
+	}
 }
+
+// child is one run of TestBrokenStoreHelper in a child process: the store,
+// the clock, the hang limit ("" for the kit's own) and the pattern selecting
+// rules ("" for all of them).
+type child struct{ store, clock, limit, rules string }
 
 // childResult is what one child process running TestBrokenStoreHelper did.
 type childResult struct {
@@ -472,10 +569,14 @@ type childResult struct {
 
 var resultLine = regexp.MustCompile(`(?m)^\s*--- (PASS|FAIL|SKIP): TestBrokenStoreHelper/(\S+) \(`)
 
-// runChild runs Run on the named store in a child process.
-func runChild(store string) childResult {
-	cmd := exec.Command(os.Args[0], "-test.run=^TestBrokenStoreHelper$", "-test.v", "-test.count=1", "-test.timeout=3m")
-	cmd.Env = append(os.Environ(), brokenEnv+"="+store)
+// run runs the child process.
+func (ch child) run() childResult {
+	run := "^TestBrokenStoreHelper$"
+	if ch.rules != "" {
+		run += "/" + ch.rules
+	}
+	cmd := exec.Command(os.Args[0], "-test.run="+run, "-test.v", "-test.count=1", "-test.timeout=3m")
+	cmd.Env = append(os.Environ(), brokenEnv+"="+ch.store, clockEnv+"="+ch.clock, hangLimitEnv+"="+ch.limit)
 	out, err := cmd.CombinedOutput()
 	r := childResult{err: err, output: string(out)}
 	for _, m := range resultLine.FindAllStringSubmatch(r.output, -1) {
@@ -491,48 +592,61 @@ func runChild(store string) childResult {
 	return r
 }
 
-// runChildren runs a child for each store at once (they spend most of their
-// time waiting for sessions to expire) and returns their results by store.
-func runChildren(names []string) map[string]childResult {
+// runChildren runs the children a few at a time and returns their results,
+// in the same order.
+func runChildren(children []child) []childResult {
 	var (
-		mu      sync.Mutex
-		results = make(map[string]childResult)
+		results = make([]childResult, len(children))
 		wg      sync.WaitGroup
-		slots   = make(chan struct{}, 32) // a bound, not a throttle: children mostly sleep
+		slots   = make(chan struct{}, 2*runtime.GOMAXPROCS(0)) // each child keeps a core busy
 	)
-	for _, name := range names {
+	for i, ch := range children {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			slots <- struct{}{}
-			r := runChild(name)
+			results[i] = ch.run()
 			<-slots
-			mu.Lock()
-			results[name] = r
-			mu.Unlock()
 		}()
 	}
 	wg.Wait()
 	return results
 }
 
-// TestKitFailsBrokenStores runs Run, in child processes, over stores each
-// broken in one way, and checks that each fails the rule it breaks; and over
-// the correct reference store, which must pass every rule, and its plain
+// exitedNonZero reports whether err, from exec, says that the child ran and
+// exited with a non-zero status.
+func exitedNonZero(err error) bool {
+	var exit *exec.ExitError
+	return errors.As(err, &exit) && exit.ExitCode() != 0
+}
+
+// TestKitFailsBrokenStores runs RunSynctest, in child processes, over stores
+// each broken in one way, and checks that each fails the rule it breaks; and
+// over the correct reference store, which must pass every rule, and its plain
 // version, which must pass every rule but the optional ones, skipped.
 func TestKitFailsBrokenStores(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs Run over 26 stores, 10 seconds or more each")
-	}
 	if os.Getenv(brokenEnv) != "" {
 		t.Skip("in a child process")
 	}
-	results := runChildren(slices.Sorted(maps.Keys(stores)))
+	t.Parallel() // beside TestKitFailsHangingStores, whose children mostly wait out hang limits
+	names := []string{"reference", "reference-plain"}
+	for _, b := range breakages {
+		names = append(names, b.store)
+	}
+	children := make([]child, len(names))
+	for i, name := range names {
+		children[i] = child{store: name, clock: fakeClock}
+	}
+	ran := runChildren(children)
+	results := make(map[string]childResult)
+	for i, name := range names {
+		results[name] = ran[i]
+	}
 
 	t.Run("reference", func(t *testing.T) {
 		r := results["reference"]
 		if r.err != nil || len(r.failed) > 0 || !sameSet(r.passed, rules) {
-			t.Fatalf("Run on the reference store: exit %v, failed %q, passed %q; want success, every rule passed\n%s",
+			t.Fatalf("RunSynctest on the reference store: exit %v, failed %q, passed %q; want success, every rule passed\n%s",
 				r.err, r.failed, r.passed, r.output)
 		}
 	})
@@ -540,19 +654,18 @@ func TestKitFailsBrokenStores(t *testing.T) {
 		r := results["reference-plain"]
 		mandatory := slices.DeleteFunc(slices.Clone(rules), func(rule string) bool { return slices.Contains(optionalRules, rule) })
 		if r.err != nil || len(r.failed) > 0 || !sameSet(r.passed, mandatory) || !sameSet(r.skipd, optionalRules) {
-			t.Fatalf("Run on the plain reference store: exit %v, failed %q, passed %q, skipped %q; want success, %q skipped, the rest passed\n%s",
+			t.Fatalf("RunSynctest on the plain reference store: exit %v, failed %q, passed %q, skipped %q; want success, %q skipped, the rest passed\n%s",
 				r.err, r.failed, r.passed, r.skipd, optionalRules, r.output)
 		}
 	})
 	for _, b := range breakages {
 		t.Run(b.store, func(t *testing.T) {
 			r := results[b.store]
-			var exit *exec.ExitError
-			if !errors.As(r.err, &exit) || exit.ExitCode() == 0 {
-				t.Errorf("Run on store %s: exit %v; want a non-zero exit status", b.store, r.err)
+			if !exitedNonZero(r.err) {
+				t.Errorf("RunSynctest on store %s: exit %v; want a non-zero exit status", b.store, r.err)
 			}
 			if !slices.Contains(r.failed, b.rule) {
-				t.Errorf("Run on store %s failed rules %q; want %s among them", b.store, r.failed, b.rule)
+				t.Errorf("RunSynctest on store %s failed rules %q; want %s among them", b.store, r.failed, b.rule)
 			}
 			if t.Failed() {
 				t.Logf("child output:\n%s", r.output)
@@ -563,10 +676,52 @@ func TestKitFailsBrokenStores(t *testing.T) {
 	}
 }
 
+// TestKitFailsHangingStores runs the kit, in child processes, over stores
+// whose calls never return, and checks that the rule that hung fails, by
+// name, instead of the test binary hanging (see hangs).
+func TestKitFailsHangingStores(t *testing.T) {
+	if os.Getenv(brokenEnv) != "" {
+		t.Skip("in a child process")
+	}
+	t.Parallel()
+	children := make([]child, len(hangs))
+	for i, h := range hangs {
+		children[i] = child{store: h.store, clock: h.clock, limit: h.limit, rules: h.rules}
+	}
+	ran := runChildren(children)
+	for i, h := range hangs {
+		t.Run(h.name, func(t *testing.T) {
+			r := ran[i]
+			if !exitedNonZero(r.err) {
+				t.Errorf("the kit on store %s: exit %v; want a non-zero exit status", h.store, r.err)
+			}
+			for _, rule := range h.failed {
+				if !slices.Contains(r.failed, rule) {
+					t.Errorf("the kit on store %s failed rules %q; want %s among them", h.store, r.failed, rule)
+				}
+			}
+			for _, rule := range h.passed {
+				if !slices.Contains(r.passed, rule) {
+					t.Errorf("the kit on store %s passed rules %q; want %s among them: the rules after a hang still run", h.store, r.passed, rule)
+				}
+			}
+			for _, want := range h.want {
+				if !strings.Contains(r.output, want) {
+					t.Errorf("the kit's output on store %s does not say %q", h.store, want)
+				}
+			}
+			if t.Failed() {
+				t.Logf("child output:\n%s", r.output)
+			}
+		})
+	}
+}
+
 // TestEveryRuleHasABrokenStore checks that the breakages cover every rule and
-// that every store named in them exists.
+// that every store named in them, or in hangs, exists.
 func TestEveryRuleHasABrokenStore(t *testing.T) {
 	covered := make(map[string]bool)
+	named := map[string]bool{"reference": true, "reference-plain": true}
 	for _, b := range breakages {
 		if _, ok := stores[b.store]; !ok {
 			t.Errorf("breakage names store %q, which does not exist", b.store)
@@ -575,14 +730,23 @@ func TestEveryRuleHasABrokenStore(t *testing.T) {
 			t.Errorf("breakage %q names rule %q, which does not exist", b.store, b.rule)
 		}
 		covered[b.rule] = true
+		named[b.store] = true
+	}
+	for _, h := range hangs {
+		if _, ok := stores[h.store]; !ok {
+			t.Errorf("hang %q names store %q, which does not exist", h.name, h.store)
+		}
+		named[h.store] = true
 	}
 	for _, rule := range rules {
 		if !covered[rule] {
 			t.Errorf("no broken store proves the kit can fail rule %s", rule)
 		}
 	}
-	if len(stores) != len(breakages)+2 {
-		t.Errorf("%d stores for %d breakages; want every store but the two references used", len(stores), len(breakages))
+	for name := range stores {
+		if !named[name] {
+			t.Errorf("store %s is in no breakage or hang", name)
+		}
 	}
 }
 
@@ -595,9 +759,9 @@ func sameSet(a, b []string) bool {
 // version, as sub-benchmarks named for benchstat's -col /store.
 func BenchmarkReference(b *testing.B) {
 	b.Run("store=reference", func(b *testing.B) {
-		storetest.Bench(b, func(*testing.B) storetest.Store { return newRefStore() })
+		storetest.Bench(b, func(testing.TB) storetest.Store { return newRefStore() })
 	})
 	b.Run("store=plain", func(b *testing.B) {
-		storetest.Bench(b, func(*testing.B) storetest.Store { return plainStore{newRefStore()} })
+		storetest.Bench(b, func(testing.TB) storetest.Store { return plainStore{newRefStore()} })
 	})
 }

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 
-package storetest
+package findwaits
 
 import (
 	"sync/atomic"
@@ -36,10 +36,9 @@ func TestWaitHistogram(t *testing.T) {
 	}
 }
 
-// slowStore is a Store whose Find takes as long as the next wait in waits,
+// slowStore is a Finder whose Find takes as long as the next wait in waits,
 // and counts its calls.
 type slowStore struct {
-	Store
 	waits chan time.Duration
 	calls *atomic.Int64
 }
@@ -54,15 +53,15 @@ func (s slowStore) Find(string) ([]byte, bool, error) {
 	return nil, false, nil
 }
 
-func TestMeasureFindWaitsSeesASlowCall(t *testing.T) {
+func TestMeasureSeesASlowCall(t *testing.T) {
 	s := slowStore{waits: make(chan time.Duration, 1), calls: new(atomic.Int64)}
 	s.waits <- 20 * time.Millisecond
-	w := MeasureFindWaits(s, []string{"tok"}, func() {
+	w := Measure(s, []string{"tok"}, func() {
 		for s.calls.Load() < 2 { // the slow call, then a fast one at least
 			time.Sleep(time.Millisecond)
 		}
 	})
 	if w.Longest < 20*time.Millisecond || w.Calls < 2 || w.P9999 > w.Longest {
-		t.Fatalf("MeasureFindWaits = %+v; want at least two calls, the longest at least 20ms", w)
+		t.Fatalf("Measure = %+v; want at least two calls, the longest at least 20ms", w)
 	}
 }
