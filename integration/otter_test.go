@@ -150,9 +150,9 @@ var otterContender = contender{"otter", func(tb testing.TB, cleanup time.Duratio
 // TestOtterStore runs the storetest kit over the otter adapter: it keeps
 // scs's store contract.
 func TestOtterStore(t *testing.T) {
-	storetest.Run(t, func(t *testing.T) storetest.Store {
+	storetest.Run(t, func(tb testing.TB) storetest.Store {
 		s := newOtterStore(time.Minute)
-		t.Cleanup(s.close)
+		tb.Cleanup(s.close)
 		return s
 	})
 }

@@ -17,7 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/golangcollege/memstore/storetest"
+	"github.com/golangcollege/memstore/internal/findwaits"
 )
 
 // BenchmarkGCTax (gctax_test.go) and BenchmarkScaling measure the stores of
@@ -119,7 +119,7 @@ func fillSessions(b *testing.B, s store, from, to int, expiry time.Time) {
 //   - sweep-ms: how long after half the sessions expired the store's janitor
 //     had removed them (see measureSweep).
 //   - max-µs-sweep, p99.99-µs-sweep: how long Finds of live sessions,
-//     called in a loop meanwhile, waited (storetest.MeasureFindWaits).
+//     called in a loop meanwhile, waited (findwaits.Measure).
 //
 // Run it with -benchtime 1x, as BenchmarkGCTax.
 func BenchmarkScaling(b *testing.B) {
@@ -219,7 +219,7 @@ func janitorInterval(n int) time.Duration {
 // janitorInterval(n), with n sessions: the first half live for an hour, the
 // second half expiring together a millisecond before one of the janitor's
 // ticks. From that expiry it calls Find on live sessions in a loop
-// (storetest.MeasureFindWaits) until the store holds only the live half, and
+// (findwaits.Measure) until the store holds only the live half, and
 // reports how long that took (sweep-ms: a millisecond of it waiting for the
 // tick, and up to a millisecond more polling the count) and how long those
 // Finds waited.
@@ -260,7 +260,7 @@ func measureSweep(b *testing.B, c contender, n int) {
 
 		time.Sleep(time.Until(expiry))
 		var swept time.Duration
-		waits := storetest.MeasureFindWaits(s, probe, func() {
+		waits := findwaits.Measure(s, probe, func() {
 			for held() > n-half {
 				time.Sleep(time.Millisecond)
 			}
