@@ -27,18 +27,15 @@ import (
 // holds few of them, small enough that compacting one is a short copy.
 const maxChunkSize = 64 << 10
 
-// Shares of a chunk, in sixteenths of its size, that decide where records go
-// and when a chunk is worth compacting.
+// Shares of a chunk, in sixteenths of its size.
 const (
 	// A record larger than 1/16 of the chunk size gets a chunk of its own,
 	// exactly its size, so that the tail a shared chunk wastes when the next
 	// record does not fit stays under 1/16 of it.
 	ownChunkAbove = 1
-	// Under a cap, a chunk is compacted once at least 2/16 of it is dead,
-	// so that every compaction frees more than the tail it may waste.
-	cappedCompactAt = 2
-	// Otherwise, and by the janitor, once it is at least half dead.
-	compactAt = 8
+	// A chunk at least half dead is worth compacting: the copy is no larger
+	// than what it frees.
+	halfDeadAt = 8
 )
 
 // chunk is one slice of records.
@@ -52,7 +49,7 @@ type chunk struct {
 	// Guarded by MemStore.mu.
 	id       uint32 // its place in MemStore.chunks; 0 until it is registered
 	live     int    // bytes of the records the index points to
-	listedAt int    // its place in MemStore.worthCompacting, plus one; 0 when not there
+	listedAt int    // its place in MemStore.halfDead, plus one; 0 when not there
 }
 
 // dead returns the bytes of c that no session uses, its unreserved tail
@@ -177,55 +174,60 @@ func (m *MemStore) dropLocked(c *chunk) {
 	c.id = 0
 }
 
-// noteDeadLocked lists c as worth compacting once enough of it is dead (see
-// minDeadLocked), so that the store finds such a chunk without a scan. m.mu
-// must be held for writing.
+// isHalfDead reports whether at least half of c is dead.
+func (m *MemStore) isHalfDead(c *chunk) bool {
+	return c.dead() >= m.chunkSize*halfDeadAt/16
+}
+
+// noteDeadLocked lists c among the chunks at least half dead once it is, so
+// that the store finds one to compact without a scan. m.mu must be held for
+// writing.
 func (m *MemStore) noteDeadLocked(c *chunk) {
-	if c.listedAt == 0 && c.dead() >= m.minDead() {
-		m.worthCompacting = append(m.worthCompacting, c)
-		c.listedAt = len(m.worthCompacting)
+	if c.listedAt == 0 && m.isHalfDead(c) {
+		m.halfDead = append(m.halfDead, c)
+		c.listedAt = len(m.halfDead)
 	}
 }
 
-// minDead returns how many dead bytes make a chunk worth compacting.
-func (m *MemStore) minDead() int {
-	if m.maxBytes > 0 {
-		return m.chunkSize * cappedCompactAt / 16
-	}
-	return m.chunkSize * compactAt / 16
-}
-
-// unlistLocked takes c off m.worthCompacting, if it is there. m.mu must be
-// held for writing.
+// unlistLocked takes c off m.halfDead, if it is there. m.mu must be held for
+// writing.
 func (m *MemStore) unlistLocked(c *chunk) {
 	if c.listedAt == 0 {
 		return
 	}
-	last := m.worthCompacting[len(m.worthCompacting)-1]
-	m.worthCompacting[c.listedAt-1] = last
-	last.listedAt = c.listedAt
-	m.worthCompacting[len(m.worthCompacting)-1] = nil
-	m.worthCompacting = m.worthCompacting[:len(m.worthCompacting)-1]
+	last := m.halfDead[len(m.halfDead)-1]
+	m.halfDead[c.listedAt-1], last.listedAt = last, c.listedAt
+	m.halfDead[len(m.halfDead)-1] = nil
+	m.halfDead = m.halfDead[:len(m.halfDead)-1]
 	c.listedAt = 0
 }
 
-// listedCompactableLocked returns a chunk of m.worthCompacting that
+// listedCompactableLocked returns a listed chunk at least half dead that
 // compaction may move records out of now, if there is one. The active chunk,
 // listed for its unwritten tail, and chunks still being written to stay
-// listed until they can be judged. m.mu must be held for writing.
+// listed until they can be judged; a former active chunk found less than half
+// dead once its tail was written goes off the list. m.mu must be held for
+// writing.
 func (m *MemStore) listedCompactableLocked() *chunk {
 	active := m.activeChunk()
-	for i := len(m.worthCompacting) - 1; i >= 0; i-- {
-		c := m.worthCompacting[i]
-		if c == active || c.pending.Load() != 0 {
-			continue
-		}
-		m.unlistLocked(c)
-		if c.dead() >= m.minDead() {
+	for i := len(m.halfDead) - 1; i >= 0; i-- {
+		c := m.halfDead[i]
+		switch {
+		case !m.compactable(c, active):
+		case m.isHalfDead(c):
 			return c
+		default:
+			m.unlistLocked(c) // puts an entry already judged at i
 		}
 	}
 	return nil
+}
+
+// compactable reports whether compaction may move records out of c, given
+// the active chunk: not out of the active chunk, nor out of one with a record
+// still to be published, whose bytes may still be being written.
+func (m *MemStore) compactable(c, active *chunk) bool {
+	return c != active && c.pending.Load() == 0
 }
 
 // activeChunk returns the chunk records are appended to now. A chunk that
@@ -246,7 +248,7 @@ func (m *MemStore) halfDeadLocked(from, n int) []*chunk {
 	active := m.activeChunk()
 	var found []*chunk
 	for _, c := range m.chunks[from:min(from+n, len(m.chunks))] {
-		if c != nil && c != active && c.dead() >= m.chunkSize*compactAt/16 && c.pending.Load() == 0 {
+		if c != nil && m.isHalfDead(c) && m.compactable(c, active) {
 			found = append(found, c)
 		}
 	}
@@ -254,20 +256,28 @@ func (m *MemStore) halfDeadLocked(from, n int) []*chunk {
 }
 
 // compactLocked copies c's live records into the active chunk, points the
-// index at the copies, and drops c. c must be neither the active chunk nor
-// one with a record pending. m.mu must be held for writing.
-func (m *MemStore) compactLocked(c *chunk) {
+// index at the copies, and drops c. Records whose deadline is at or before
+// removeBy are removed instead, counted as expired or evicted: expired
+// sessions, and under a cap those as near their expiry as the one being
+// evicted. c must be compactable. m.mu must be held for writing.
+func (m *MemStore) compactLocked(c *chunk, removeBy time.Duration) {
+	now := m.now()
 	for off := 0; off < c.used && c.live > 0; {
 		token, _, size := c.record(uint32(off))
 		at := location{chunk: c.id, offset: uint32(off)}
 		h := m.hashBytes(token)
 		if s, ok := m.slotAtLocked(h, at); ok {
-			r := m.reserve(size)
-			copy(r.buf, c.buf[off:off+size])
-			m.placeLocked(r)
+			if s.deadline <= removeBy {
+				m.deleteAtLocked(h, at)
+				m.recordBytes -= int64(size)
+				m.countRemovalLocked(s, now)
+			} else {
+				r := m.reserve(size)
+				copy(r.buf, c.buf[off:off+size])
+				m.placeLocked(r)
+				m.setAtLocked(h, at, r.slot(s.deadline))
+			}
 			c.live -= size
-			s.at = location{chunk: r.c.id, offset: uint32(r.off)}
-			m.setAtLocked(h, at, s)
 		}
 		off += size
 	}
@@ -304,11 +314,9 @@ func (m *MemStore) discardLocked(r reservation) {
 // Under a cap, making room compacts instead. m.mu must be held for writing.
 func (m *MemStore) compactWhileTooDeadLocked() {
 	for m.maxBytes == 0 && m.chunkBytes-m.recordBytes > m.recordBytes+deadSlackChunks*int64(m.chunkSize) {
-		c := m.listedCompactableLocked()
-		if c == nil {
+		if !m.compactHalfDeadLocked(m.now()) {
 			return // only chunks still being written to: a later call tries again
 		}
-		m.compactLocked(c)
 	}
 }
 
@@ -318,7 +326,8 @@ const deadSlackChunks = 16
 
 // chunkSizeFor returns the size of the shared chunks of a store capped at
 // maxBytes (0: no cap). Under a cap, a chunk is at most 1/64 of it, so that
-// dead space spread over the chunks is never too thin to compact.
+// the room kept for the active chunk's unwritten tail (see makeRoomLocked)
+// is a small part of the cap.
 func chunkSizeFor(maxBytes int64) int {
 	if maxBytes > 0 && maxBytes/64 < maxChunkSize {
 		return int(maxBytes / 64)

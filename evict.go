@@ -18,21 +18,21 @@ var ErrTooLarge = errors.New("memstore: session larger than the store's byte cap
 // written, and its index, at indexEntryBytes a session. Stats reports that
 // figure as Bytes. An n of zero or less means no cap, the default.
 //
-// A Commit that would take the store past the cap first compacts chunks
-// that are at least 2/16 dead, reclaiming what overwritten, deleted and
-// expired sessions left behind; then removes expired sessions; then evicts
-// the live sessions nearest their expiry, sampled as Redis's volatile-ttl
-// policy does. One session larger than the whole cap is refused with
-// ErrTooLarge.
+// A Commit that would take the store past the cap first reclaims dead bytes,
+// by compacting a chunk at least half dead; then removes expired sessions;
+// then evicts the live sessions nearest their expiry, sampled as Redis's
+// volatile-ttl policy does. One session larger than the whole cap is refused
+// with ErrTooLarge.
 //
-// Making room costs a few sessions sampled and evicted and, once per chunk,
-// a compaction: a copy of at most 64 KiB (or 1/64 of the cap, if less) and a
-// map update per record moved, some tens of microseconds. Sessions evicted
-// nearest their expiry were mostly written together, so their dead bytes
-// gather in a few chunks. In the worst case, live sessions whose expiries
-// bear no relation to when they were written, evictions are spread over every
-// chunk, and the first Commit to reach the cap may evict up to 1/8 of the
-// store before any chunk is worth compacting; every later one evicts a few.
+// Making room costs a few sessions sampled and removed and, now and then, a
+// chunk compacted: a copy of at most 64 KiB (or 1/64 of the cap, if less),
+// and a map update per record moved. A removal frees bytes only once its
+// chunk is compacted, so when no chunk is half dead after 16 rounds of
+// removals, the next removal compacts its own chunk at once, taking with it
+// the sessions there that expire no later (sessions written together expire
+// together). In the worst case a Commit thus holds the lock for 48 rounds of
+// sampling and one chunk's compaction, tens of microseconds, and evicts up to
+// a chunk's sessions (1/64 of the cap at most).
 func WithMaxBytes(n int64) Option {
 	return func(m *MemStore) { m.maxBytes = max(n, 0) }
 }
@@ -53,41 +53,93 @@ func (m *MemStore) heldLocked() int64 {
 // maxmemory-samples default.
 const evictionSamples = 5
 
-// makeRoomLocked compacts chunks, or failing that removes sessions, until
-// need more bytes fit under the cap, or the store is empty. m.mu must be held
-// for writing.
+// makeRoomLocked removes dead bytes, or failing that sessions, until need
+// more bytes fit under the cap, or the store is empty. m.mu must be held for
+// writing.
 //
-// Each removal samples a few sessions from a random place in the index (Go
-// starts every map iteration at a random place). Expired sessions it meets go
-// first, at no cost to anyone; otherwise the live session nearest its expiry
-// among all those sampled so far goes, as Redis's volatile-ttl policy does.
-// The cost is a few map steps per session removed, whatever the store's size.
+// The bytes that count here are those written: the active chunk's unwritten
+// tail is left out, and room for a whole chunk is kept below the cap instead,
+// so that starting a new chunk asks for no more room than the record that
+// starts it.
+//
+// A chunk at least half dead is compacted first: the copy is no larger than
+// what it frees. Otherwise a round samples a few sessions from a random
+// place in the index (Go starts every map iteration at a random place) and
+// removes the expired ones it meets, at no cost to anyone; failing that, it
+// evicts the live session nearest its expiry among all those sampled so far,
+// as Redis's volatile-ttl policy does. Removals free bytes only once their
+// chunk is compacted, and sessions evicted nearest their expiry were mostly
+// written together, so a few rounds usually leave a chunk half dead. After
+// chunkRounds rounds, a removal compacts its session's chunk at once,
+// removing with it every session there that expires no later: written
+// together, they expire together. An expired session's chunk is preferred:
+// chunkRounds more rounds look for one before a live session's chunk goes.
+// Making room thus costs a few map steps a round, and at most a chunk's copy,
+// whatever the store's size.
 func (m *MemStore) makeRoomLocked(need int64) {
 	if m.maxBytes == 0 {
 		return
 	}
+	limit := m.maxBytes - int64(m.chunkSize)
 	now := m.now()
-	for m.heldLocked()+need > m.maxBytes && m.lenLocked() > 0 {
-		if c := m.listedCompactableLocked(); c != nil {
-			m.compactLocked(c)
-		} else if !m.sampleLocked(now) {
-			m.evictBestLocked(now)
+	for round := 0; m.writtenLocked()+need > limit && m.lenLocked() > 0; round++ {
+		withChunk := round >= chunkRounds
+		switch {
+		case m.compactHalfDeadLocked(now):
+		case m.sampleLocked(now, withChunk):
+		case round < chunkRounds || round >= 2*chunkRounds:
+			m.evictBestLocked(now, withChunk)
 		}
 	}
 }
 
+// chunkRounds is how many rounds of making room remove one session at a
+// time before a removal takes its chunk's other sessions that expire no
+// later; then as many again look for an expired session's chunk before a
+// live session's chunk goes.
+const chunkRounds = 16
+
+// compactHalfDeadLocked compacts a chunk at least half dead, removing the
+// expired sessions in it, if one can be compacted now, and reports whether
+// it did. m.mu must be held for writing.
+func (m *MemStore) compactHalfDeadLocked(now time.Duration) bool {
+	c := m.listedCompactableLocked()
+	if c != nil {
+		m.compactLocked(c, now)
+	}
+	return c != nil
+}
+
+// writtenLocked returns the bytes the store holds (see heldLocked) less the
+// unwritten tail of the active chunk. m.mu must be held.
+func (m *MemStore) writtenLocked() int64 {
+	m.tail.mu.Lock()
+	defer m.tail.mu.Unlock()
+	held := m.heldLocked()
+	if c := m.tail.active; c != nil && c.id != 0 {
+		held -= int64(len(c.buf) - c.used)
+	}
+	return held
+}
+
 // sampleLocked looks at evictionSamples sessions, removes those that have
 // expired, offers the others to the pool, and reports whether it removed any.
-func (m *MemStore) sampleLocked(now time.Duration) (removed bool) {
+// With withChunk, the first expired session it meets goes with its chunk's
+// other expired sessions, by compacting the chunk, and the sample ends there.
+func (m *MemStore) sampleLocked(now time.Duration, withChunk bool) (removed bool) {
 	seen := 0
 	look := func(h uint64, s slot) bool {
-		if s.deadline <= now {
-			m.expireLocked(h, s)
-			removed = true
-		} else {
-			m.pool.offer(candidate{hash: h, slot: s})
-		}
 		seen++
+		if s.deadline > now {
+			m.pool.offer(candidate{hash: h, slot: s})
+			return seen < evictionSamples
+		}
+		removed = true
+		if c := m.chunks[s.at.chunk]; withChunk && m.compactable(c, m.activeChunk()) {
+			m.compactLocked(c, now)
+			return false
+		}
+		m.expireLocked(h, s)
 		return seen < evictionSamples
 	}
 	for h, s := range m.index {
@@ -103,9 +155,11 @@ func (m *MemStore) sampleLocked(now time.Duration) (removed bool) {
 	return removed
 }
 
-// evictBestLocked removes the pool's best candidate that the store still
-// holds as the pool saw it, if there is one.
-func (m *MemStore) evictBestLocked(now time.Duration) {
+// evictBestLocked evicts the pool's best candidate that the store still
+// holds as the pool saw it, if there is one. With withChunk, and a chunk that
+// can be compacted, it compacts the victim's chunk, evicting every session
+// there that expires no later (see makeRoomLocked).
+func (m *MemStore) evictBestLocked(now time.Duration, withChunk bool) {
 	for {
 		c, ok := m.pool.takeBest()
 		if !ok {
@@ -115,13 +169,23 @@ func (m *MemStore) evictBestLocked(now time.Duration) {
 		if !held || s != c.slot {
 			continue // removed, moved or renewed since it was sampled
 		}
-		if s.deadline <= now {
-			m.expireLocked(c.hash, s)
+		if ch := m.chunks[s.at.chunk]; withChunk && m.compactable(ch, m.activeChunk()) {
+			m.compactLocked(ch, s.deadline)
 		} else {
 			m.removeLocked(c.hash, s)
-			m.counters.evicted++
+			m.countRemovalLocked(s, now)
 		}
 		return
+	}
+}
+
+// countRemovalLocked counts the removal of the session in s, as expired or
+// evicted. m.mu must be held for writing.
+func (m *MemStore) countRemovalLocked(s slot, now time.Duration) {
+	if s.deadline <= now {
+		m.counters.expired++
+	} else {
+		m.counters.evicted++
 	}
 }
 

@@ -124,7 +124,7 @@ func (m *MemStore) sweep(stop <-chan struct{}) {
 		for _, c := range halfDead {
 			held := locked(func() {
 				if c.id != 0 { // not dropped meanwhile; still half dead, for it cannot come back to life
-					m.compactLocked(c)
+					m.compactLocked(c, sweepStart)
 				}
 			})
 			if !pause(min(removalPacing*held, maxRemovalPause), stop) {

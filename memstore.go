@@ -53,16 +53,16 @@ type MemStore struct {
 
 	tail tail // where records are written; its own lock, taken after mu when both are
 
-	mu              sync.RWMutex    // guards the fields below
-	index           map[uint64]slot // token hash → session, for every session held but colliders
-	colliders       map[string]slot // sessions whose token hash another token holds in index
-	chunks          []*chunk        // the chunks records are in, by id; nil where free, and at 0
-	freeChunkIDs    []uint32        // the free places in chunks
-	chunkBytes      int64           // the size of every chunk registered: live, dead and unwritten
-	worthCompacting []*chunk        // under a cap, chunks at least 2/16 dead that may be compactable
-	recordBytes     int64           // the size of every record the index points to
-	pool            evictionPool    // the best eviction candidates seen so far, kept between evictions
-	counters        counters        // what Stats reports beyond the sizes
+	mu           sync.RWMutex    // guards the fields below
+	index        map[uint64]slot // token hash → session, for every session held but colliders
+	colliders    map[string]slot // sessions whose token hash another token holds in index
+	chunks       []*chunk        // the chunks records are in, by id; nil where free, and at 0
+	freeChunkIDs []uint32        // the free places in chunks
+	chunkBytes   int64           // the size of every chunk registered: live, dead and unwritten
+	halfDead     []*chunk        // chunks found at least half dead, maybe not yet compactable
+	recordBytes  int64           // the size of every record the index points to
+	pool         evictionPool    // the best eviction candidates seen so far, kept between evictions
+	counters     counters        // what Stats reports beyond the sizes
 }
 
 // slot is one session in the index. It holds no pointer, so that the garbage
