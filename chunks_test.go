@@ -52,7 +52,7 @@ func TestSessionsGiveTheCollectorNothingToScan(t *testing.T) {
 // TestBytesBoundTheHeap checks that Stats.Bytes counts at least what the
 // store really takes on the heap, so that a cap bounds it.
 func TestBytesBoundTheHeap(t *testing.T) {
-	for _, sessions := range []int{1_000, 100_000, 300_000} {
+	for _, sessions := range []int{1_000, 100_000} {
 		t.Run(fmt.Sprint(sessions), func(t *testing.T) {
 			before := heapAfterGC()
 			m := newStore(t)
@@ -181,8 +181,8 @@ func TestCapHoldsUnderChurn(t *testing.T) {
 		go func() {
 			defer func() { done <- struct{}{} }()
 			rng := rand.New(rand.NewPCG(uint64(w), 0))
-			for range 100_000 {
-				token := scsToken(rng.IntN(50_000))
+			for range 30_000 {
+				token := scsToken(rng.IntN(30_000))
 				if rng.IntN(8) == 0 {
 					m.Delete(token)
 				} else if err := m.Commit(token, make([]byte, rng.IntN(600)), inAnHour()); err != nil {
