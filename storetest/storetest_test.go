@@ -9,13 +9,13 @@ import (
 	"maps"
 	"os"
 	"os/exec"
-	"regexp"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/golangcollege/memstore/internal/testchild"
 	"github.com/golangcollege/memstore/storetest"
 )
 
@@ -470,25 +470,16 @@ type childResult struct {
 	passed, failed, skipd []string // rules, by their subtest's result
 }
 
-var resultLine = regexp.MustCompile(`(?m)^\s*--- (PASS|FAIL|SKIP): TestBrokenStoreHelper/(\S+) \(`)
-
 // runChild runs Run on the named store in a child process.
 func runChild(store string) childResult {
-	cmd := exec.Command(os.Args[0], "-test.run=^TestBrokenStoreHelper$", "-test.v", "-test.count=1", "-test.timeout=3m")
-	cmd.Env = append(os.Environ(), brokenEnv+"="+store)
-	out, err := cmd.CombinedOutput()
-	r := childResult{err: err, output: string(out)}
-	for _, m := range resultLine.FindAllStringSubmatch(r.output, -1) {
-		switch m[1] {
-		case "PASS":
-			r.passed = append(r.passed, m[2])
-		case "FAIL":
-			r.failed = append(r.failed, m[2])
-		case "SKIP":
-			r.skipd = append(r.skipd, m[2])
-		}
+	c := testchild.Run("^TestBrokenStoreHelper$", brokenEnv+"="+store)
+	return childResult{
+		err:    c.Err,
+		output: c.Output,
+		passed: c.Subtests("TestBrokenStoreHelper", "PASS"),
+		failed: c.Subtests("TestBrokenStoreHelper", "FAIL"),
+		skipd:  c.Subtests("TestBrokenStoreHelper", "SKIP"),
 	}
-	return r
 }
 
 // runChildren runs a child for each store at once (they spend most of their
