@@ -111,12 +111,15 @@ func checkResults(t *testing.T, k storeKind, results map[string]string, rules []
 	}
 }
 
-// BenchmarkStores runs storetest.Bench over every store, each in a
-// sub-benchmark named store=NAME, for benchstat -col /store. A database
+// BenchmarkStores runs storetest.Bench over every store but those that say
+// why they are unmeasured, each in a sub-benchmark named store=NAME, for benchstat -col /store. A database
 // server is started once per run of its store's sub-benchmark and stopped
 // when it ends.
 func BenchmarkStores(b *testing.B) {
 	for _, k := range stores {
+		if k.unmeasured != "" {
+			continue
+		}
 		b.Run("store="+k.name, func(b *testing.B) {
 			newStore := k.open(b)
 			storetest.Bench(b, func(b *testing.B) storetest.Store { return newStore(b) })
@@ -130,12 +133,12 @@ const childEnv = "MEMSTORE_STORES_CHILD"
 
 // TestStoresChild runs storetest.Run over the store named by
 // $MEMSTORE_STORES_CHILD, every rule included. It runs only in the child
-// processes of TestPeerStoresBreakRules and TestRedisMissing, which choose
+// processes of TestPeerStoresBreakRules and TestProgramMissing, which choose
 // the rules with -test.run.
 func TestStoresChild(t *testing.T) {
 	name := os.Getenv(childEnv)
 	if name == "" {
-		t.Skip("runs only as a child process of TestPeerStoresBreakRules and TestRedisMissing")
+		t.Skip("runs only as a child process of TestPeerStoresBreakRules and TestProgramMissing")
 	}
 	k, ok := storeNamed(name)
 	if !ok {
@@ -148,13 +151,20 @@ func TestStoresChild(t *testing.T) {
 // runStoresChild runs TestStoresChild over the store called name in a child
 // process, with only the subtests that runPattern (the part of -test.run
 // after "^TestStoresChild$/") selects, and env in its environment. Unless
-// env sets it, $MEMSTORE_SKIP_REDIS is cleared in the child.
+// env sets them, the variables that skip a store's cases are cleared in the
+// child.
 func runStoresChild(name, runPattern string, env ...string) testchild.Result {
 	run := "^TestStoresChild$"
 	if runPattern != "" {
 		run += "/" + runPattern
 	}
-	return testchild.Run(run, append([]string{childEnv + "=" + name, skipRedisEnv + "="}, env...)...)
+	base := []string{childEnv + "=" + name}
+	for _, skipEnv := range skipEnvs() {
+		if !slices.ContainsFunc(env, func(kv string) bool { return strings.HasPrefix(kv, skipEnv+"=") }) {
+			base = append(base, skipEnv+"=")
+		}
+	}
+	return testchild.Run(run, append(base, env...)...)
 }
 
 // TestPeerStoresBreakRules runs, in a child process, each rule a store is
@@ -170,7 +180,7 @@ func TestPeerStoresBreakRules(t *testing.T) {
 			t.Run("store="+k.name+"/"+rule, func(t *testing.T) {
 				t.Parallel()
 				if k.requires != nil {
-					k.requires(t) // fails, or skips, here rather than in the child
+					k.requires.find(t) // fails, or skips, here rather than in the child
 				}
 				c := runStoresChild(k.name, "^"+regexp.QuoteMeta(rule)+"$")
 				if got := c.Of("TestStoresChild/" + rule); got != "FAIL" || !c.ExitedNonZero() {
@@ -181,5 +191,42 @@ func TestPeerStoresBreakRules(t *testing.T) {
 				t.Logf("store %s still breaks rule %s (%s)", k.name, rule, why)
 			})
 		}
+	}
+}
+
+// TestProgramMissing checks, in child processes that cannot find the program
+// a store needs, that the store's cases fail with a message saying how to
+// install it, and are skipped instead when its skip variable is 1.
+func TestProgramMissing(t *testing.T) {
+	// The child's only rule never runs: the test fails or skips before it.
+	const pattern = "^unknown-token-not-found$"
+	for _, k := range stores {
+		if k.requires == nil {
+			continue
+		}
+		hidden := k.requires.hide(t.TempDir())
+		skipEnv := k.requires.skipEnv
+		t.Run("store="+k.name+"/fails", func(t *testing.T) {
+			t.Parallel()
+			c := runStoresChild(k.name, pattern, hidden...)
+			if got := c.Of("TestStoresChild"); got != "FAIL" || !c.ExitedNonZero() {
+				t.Fatalf("with %q: result %q, exit %v; want FAIL and a non-zero exit\n%s", hidden, got, c.Err, c.Output)
+			}
+			for _, want := range append(k.requires.advice, skipEnv+"=1") {
+				if !strings.Contains(c.Output, want) {
+					t.Errorf("with %q, the failure does not say %q:\n%s", hidden, want, c.Output)
+				}
+			}
+		})
+		t.Run("store="+k.name+"/skipped-when-asked", func(t *testing.T) {
+			t.Parallel()
+			c := runStoresChild(k.name, pattern, append(hidden, skipEnv+"=1")...)
+			if got := c.Of("TestStoresChild"); got != "SKIP" || c.Err != nil {
+				t.Fatalf("with %q and %s=1: result %q, exit %v; want SKIP and a zero exit\n%s", hidden, skipEnv, got, c.Err, c.Output)
+			}
+			if !strings.Contains(c.Output, skipEnv+"=1") {
+				t.Errorf("the skip does not give %s=1 as its reason:\n%s", skipEnv, c.Output)
+			}
+		})
 	}
 }

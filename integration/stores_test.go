@@ -47,10 +47,9 @@ type storeKind struct {
 	// and returns the store's constructor.
 	open func(tb testing.TB) newStore
 
-	// requires, for a store that needs a program that may not be installed,
-	// fails tb with a message saying how to install it, or skips tb when
-	// asked to: see redisServerPath. Nil for the others.
-	requires func(tb testing.TB)
+	// requires is the program the store needs and that may not be
+	// installed (a database server), nil for none.
+	requires *requirement
 
 	// inProcess, for a store that lives in this process's memory, returns a
 	// new, empty one whose janitor (if any) runs every cleanup (0: none);
@@ -64,6 +63,10 @@ type storeKind struct {
 	// that exactly these are skipped, so that a store gaining the methods
 	// shows.
 	skips map[string]string
+
+	// unmeasured, when not "", says why BenchmarkStores leaves the store
+	// out.
+	unmeasured string
 
 	// breaks maps each storetest rule the store is known to break to why.
 	// TestStores skips those rules; TestPeerStoresBreakRules asserts that
@@ -130,7 +133,27 @@ var stores = []storeKind{
 	{
 		name:     "redis",
 		open:     openRedis,
-		requires: func(tb testing.TB) { redisServerPath(tb) },
+		requires: redisNeeded,
+		skips:    map[string]string{"ctx-methods-behave-like-plain-ones": noCtxMethods},
+	},
+	{
+		name:  "sqlite",
+		open:  openSQLite(sqliteBusyTimeout),
+		skips: map[string]string{"ctx-methods-behave-like-plain-ones": noCtxMethods},
+	},
+	{
+		name:  "sqlite-no-busy-timeout",
+		open:  openSQLite(0),
+		skips: map[string]string{"ctx-methods-behave-like-plain-ones": noCtxMethods},
+		breaks: map[string]string{
+			"concurrent-clients-read-own-writes": "with no busy_timeout, a connection's commit fails with SQLITE_BUSY while another writes",
+		},
+		unmeasured: "the store sqlite, with a busy_timeout, is the one measured: the timeout changes nothing when no one waits, and the parallel workload would fail",
+	},
+	{
+		name:     "postgres",
+		open:     openPostgres,
+		requires: postgresNeeded,
 		skips:    map[string]string{"ctx-methods-behave-like-plain-ones": noCtxMethods},
 	},
 }
