@@ -21,10 +21,10 @@ import (
 //	go test -run '^$' -bench BenchmarkStores -benchtime 200ms -count 6 > stores.txt
 //	benchstat -col /store stores.txt
 //
-// Where a store needs a program that is not installed (redis-server), its
-// cases fail with a message saying how to install it, unless the variable
-// that skips them is set (MEMSTORE_SKIP_REDIS=1). Where it is installed
-// they always run.
+// Where a store needs a program that is not installed (redis-server,
+// PostgreSQL), its cases fail with a message saying how to install it,
+// unless the variable that skips them is set (MEMSTORE_SKIP_REDIS=1,
+// MEMSTORE_SKIP_POSTGRES=1). Where it is installed they always run.
 
 // TestStores runs storetest.Run over every store, each in a subtest named
 // store=NAME, skipping only the rules a store is known to break (which

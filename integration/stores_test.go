@@ -8,7 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/alexedwards/scs/postgresstore"
 	"github.com/alexedwards/scs/redisstore"
+	"github.com/alexedwards/scs/sqlite3store"
 	"github.com/alexedwards/scs/v2"
 	scsmemstore "github.com/alexedwards/scs/v2/memstore"
 	"github.com/golangcollege/memstore"
@@ -18,10 +20,13 @@ import (
 
 // The stores this module checks and measures: this module's memstore, scs
 // v2's own memstore, the original engine's go-cache design (cacheStore,
-// below), and scs's redisstore against a real redis-server that the tests
-// start on a free loopback port. The storetest kit runs over every one of
-// them (kit_test.go); the workloads of compare_test.go run over those that
-// live in this process's memory.
+// below), and scs's stores on real databases: redisstore against a
+// redis-server (redis_test.go), sqlite3store on a SQLite file
+// (sqlite_test.go), postgresstore against a PostgreSQL server
+// (postgres_test.go), the servers started by the tests on free loopback
+// ports. The storetest kit runs over every one of them (kit_test.go); the
+// workloads of compare_test.go run over those that live in this process's
+// memory.
 
 // The store types satisfy the kit's Store interface.
 var (
@@ -29,6 +34,8 @@ var (
 	_ storetest.Store = (*scsmemstore.MemStore)(nil)
 	_ storetest.Store = (*cacheStore)(nil)
 	_ storetest.Store = (*redisstore.RedisStore)(nil)
+	_ storetest.Store = (*sqlite3store.SQLite3Store)(nil)
+	_ storetest.Store = (*postgresstore.PostgresStore)(nil)
 )
 
 // store is what the workloads need of a session store: scs.Store.
@@ -64,14 +71,14 @@ type storeKind struct {
 	// shows.
 	skips map[string]string
 
-	// unmeasured, when not "", says why BenchmarkStores leaves the store
-	// out.
-	unmeasured string
-
 	// breaks maps each storetest rule the store is known to break to why.
 	// TestStores skips those rules; TestPeerStoresBreakRules asserts that
 	// each still fails, so that a fix in the peer store shows.
 	breaks map[string]string
+
+	// unmeasured, when not "", says why BenchmarkStores leaves the store
+	// out.
+	unmeasured string
 }
 
 // noCtxMethods is why storetest.Run skips a rule for a store without the
