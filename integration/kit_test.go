@@ -160,9 +160,7 @@ func runStoresChild(name, runPattern string, env ...string) testchild.Result {
 	}
 	base := []string{childEnv + "=" + name}
 	for _, skipEnv := range skipEnvs() {
-		if !slices.ContainsFunc(env, func(kv string) bool { return strings.HasPrefix(kv, skipEnv+"=") }) {
-			base = append(base, skipEnv+"=")
-		}
+		base = append(base, skipEnv+"=") // env, after, may set it again
 	}
 	return testchild.Run(run, append(base, env...)...)
 }

@@ -15,7 +15,6 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
-	"strings"
 )
 
 // childTimeout bounds a child's run (its -test.timeout): generous, since the
@@ -41,24 +40,10 @@ func Run(run string, env ...string) Result {
 		return Result{Err: err}
 	}
 	cmd := exec.Command(exe, "-test.run="+run, "-test.v", "-test.count=1", "-test.timeout="+childTimeout)
-	for _, kv := range os.Environ() {
-		if k, _, _ := strings.Cut(kv, "="); !sets(env, k) {
-			cmd.Env = append(cmd.Env, kv)
-		}
-	}
-	cmd.Env = append(cmd.Env, env...)
+	// Of duplicate keys, os/exec passes on the last.
+	cmd.Env = append(os.Environ(), env...)
 	out, err := cmd.CombinedOutput()
 	return Result{Err: err, Output: string(out)}
-}
-
-// sets reports whether env, a list of KEY=value, sets key.
-func sets(env []string, key string) bool {
-	for _, kv := range env {
-		if k, _, _ := strings.Cut(kv, "="); k == key {
-			return true
-		}
-	}
-	return false
 }
 
 // ExitedNonZero reports whether the child ran and exited with a status other
