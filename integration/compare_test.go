@@ -9,22 +9,18 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"reflect"
 	"runtime"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/alexedwards/scs/v2"
-	scsmemstore "github.com/alexedwards/scs/v2/memstore"
-	"github.com/golangcollege/memstore"
 	"github.com/golangcollege/memstore/internal/findwaits"
-	"github.com/patrickmn/go-cache"
 )
 
 // The side-by-side benchmarks run workloads that need more than the storetest
-// kit's (the kit's own run in BenchmarkStores, in stores_test.go) against
-// three stores, as sub-benchmarks named store=memstore (this module's store),
+// kit's (the kit's own run in BenchmarkStores, in kit_test.go) against the
+// stores of stores_test.go that live in this process's memory, as
+// sub-benchmarks named store=memstore (this module's store),
 // store=scs-memstore (scs v2's own memstore) and store=go-cache (the original
 // design), so that benchstat lines them up from one run: the heap per
 // session, a request through scs's LoadAndSave, and the wait of a Find
@@ -32,109 +28,15 @@ import (
 //
 //	go test -run '^$' -bench . -count 6 > new.txt && benchstat -col /store new.txt
 
-// store is what the workloads need of a session store: scs.Store.
-type store = scs.Store
-
-// contender is one of the stores compared.
-type contender struct {
-	name string
-	// open returns a new, empty store whose janitor (if any) runs every
-	// cleanup (0: none); held, which counts the sessions it holds, expired
-	// ones included; and close, which stops the janitor. For scs-memstore
-	// with a janitor, close must come after its first sweep: see scsHeld.
-	open func(tb testing.TB, cleanup time.Duration) (s store, held func() int, close func())
-}
-
-var contenders = []contender{
-	{"memstore", func(tb testing.TB, cleanup time.Duration) (store, func() int, func()) {
-		m := memstore.New(cleanup)
-		return m, m.Len, func() { m.Close() }
-	}},
-	{"scs-memstore", func(tb testing.TB, cleanup time.Duration) (store, func() int, func()) {
-		m := scsmemstore.NewWithCleanupInterval(cleanup)
-		held := scsHeld(tb, m)
-		return m, held, func() {
-			if cleanup > 0 {
-				held() // see scsHeld
-				m.StopCleanup()
-			}
-		}
-	}},
-	{"go-cache", func(tb testing.TB, cleanup time.Duration) (store, func() int, func()) {
-		c := newCacheStore(cleanup)
-		// go-cache stops its janitor when the Cache is garbage-collected.
-		return c, c.c.ItemCount, func() {}
-	}},
-}
-
-// benchStores runs bench once per contender, as a sub-benchmark named
+// benchStores runs bench once per store that lives in this process's memory, as a sub-benchmark named
 // store=NAME, with a store that has no janitor.
 func benchStores(b *testing.B, bench func(b *testing.B, s store)) {
-	for _, c := range contenders {
+	for _, c := range inProcessStores() {
 		b.Run("store="+c.name, func(b *testing.B) {
-			s, _, closeStore := c.open(b, 0)
+			s, _, closeStore := c.inProcess(b, 0)
 			defer closeStore()
 			bench(b, s)
 		})
-	}
-}
-
-// cacheStore is the original design, as the first memstore engine built it:
-// a github.com/patrickmn/go-cache Cache, whose values are interface{}s.
-type cacheStore struct{ c *cache.Cache }
-
-// newCacheStore returns an empty cacheStore whose go-cache janitor runs every
-// cleanupInterval (0: none).
-func newCacheStore(cleanupInterval time.Duration) *cacheStore {
-	return &cacheStore{cache.New(cache.NoExpiration, cleanupInterval)}
-}
-
-// Find returns the slice stored under token, unboxed.
-func (s *cacheStore) Find(token string) ([]byte, bool, error) {
-	v, found := s.c.Get(token)
-	if !found {
-		return nil, false, nil
-	}
-	return v.([]byte), true, nil
-}
-
-// Commit keeps the caller's slice, boxed in an interface. Like the original,
-// it passes the remaining lifetime on as is: go-cache treats one of zero or
-// less as "never expires", a bug of that design that the storetest rule
-// past-expiry-never-found catches (see the go-cache peer's breaks, in
-// stores_test.go).
-func (s *cacheStore) Commit(token string, b []byte, expiry time.Time) error {
-	s.c.Set(token, b, time.Until(expiry))
-	return nil
-}
-
-// Delete removes token.
-func (s *cacheStore) Delete(token string) error {
-	s.c.Delete(token)
-	return nil
-}
-
-// scsHeld returns a function that counts the sessions an scs v2 memstore
-// holds, expired ones included, under the store's own read lock. scs's
-// memstore exports no such count and no way to know that a sweep is done, so
-// this reads its unexported items map and mu lock through reflect (checked:
-// the benchmark fails if scs's fields change).
-//
-// Taking that lock after the janitor's first sweep also orders the
-// janitor's start, where it sets the channel StopCleanup reads, before a
-// StopCleanup: scs's StopCleanup otherwise races with that start, and called
-// before it does nothing, leaving the goroutine and the store alive.
-func scsHeld(tb testing.TB, m *scsmemstore.MemStore) func() int {
-	v := reflect.ValueOf(m).Elem()
-	items, mu := v.FieldByName("items"), v.FieldByName("mu")
-	if !items.IsValid() || items.Kind() != reflect.Map || !mu.IsValid() || mu.Type() != reflect.TypeFor[sync.RWMutex]() {
-		tb.Fatalf("scs's memstore.MemStore no longer has fields items (a map) and mu (a sync.RWMutex): update scsHeld")
-	}
-	lock := (*sync.RWMutex)(mu.Addr().UnsafePointer())
-	return func() int {
-		lock.RLock()
-		defer lock.RUnlock()
-		return items.Len()
 	}
 }
 
@@ -207,7 +109,7 @@ func BenchmarkHeapPerSession(b *testing.B) {
 	const n = 100_000
 	for _, shape := range sessionShapes {
 		sample := encode(shape.values)
-		for _, c := range contenders {
+		for _, c := range inProcessStores() {
 			b.Run(fmt.Sprintf("session=%s/store=%s", shape.name, c.name), func(b *testing.B) {
 				b.ReportMetric(float64(len(sample)), "data-B")
 				b.ReportMetric(float64(cap(sample)), "codec-cap-B")
@@ -226,11 +128,11 @@ func BenchmarkHeapPerSession(b *testing.B) {
 //
 // The timer keeps running: with it stopped the framework would see no time
 // pass and raise b.N without bound.
-func heapPerSession(b *testing.B, c contender, values map[string]any, n int) float64 {
+func heapPerSession(b *testing.B, c storeKind, values map[string]any, n int) float64 {
 	var before, after runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&before)
-	s, _, closeStore := c.open(b, 0)
+	s, _, closeStore := c.inProcess(b, 0)
 	expiry := time.Now().Add(time.Hour)
 	for range n {
 		if err := s.Commit(newToken(), encode(values), expiry); err != nil {
@@ -302,7 +204,7 @@ func BenchmarkSweepFindWait(b *testing.B) {
 	const cleanup = 100 * time.Millisecond // every store's janitor interval
 	toks := tokens(n)
 	probe := toks[:1000] // what the Finds ask for: sessions that stay
-	for _, c := range contenders {
+	for _, c := range inProcessStores() {
 		b.Run("store="+c.name, func(b *testing.B) {
 			for range b.N {
 				sweeping, window := sweepWaits(b, c, toks, probe, cleanup)
@@ -323,7 +225,7 @@ func BenchmarkSweepFindWait(b *testing.B) {
 // expired half, and returns what they waited and how long that took. It
 // returns once the store's janitor has stopped, so that it cannot disturb
 // what is measured next.
-func sweepWaits(b *testing.B, c contender, toks, probe []string, cleanup time.Duration) (waits findwaits.Waits, window time.Duration) {
+func sweepWaits(b *testing.B, c storeKind, toks, probe []string, cleanup time.Duration) (waits findwaits.Waits, window time.Duration) {
 	goroutines := runtime.NumGoroutine()
 	func() {
 		s, held, closeStore, _ := fullStore(b, c, cleanup, toks)
@@ -345,7 +247,7 @@ func sweepWaits(b *testing.B, c contender, toks, probe []string, cleanup time.Du
 // opened (go-cache's janitor stops only once its Cache has been collected),
 // and the heap has been collected, so that it cannot disturb what is
 // measured next.
-func awaitDropped(b *testing.B, c contender, goroutines int) {
+func awaitDropped(b *testing.B, c storeKind, goroutines int) {
 	for deadline := time.Now().Add(30 * time.Second); runtime.NumGoroutine() > goroutines; {
 		if time.Now().After(deadline) {
 			b.Fatalf("%s: the janitor is still running 30s after the store was dropped", c.name)
@@ -358,7 +260,7 @@ func awaitDropped(b *testing.B, c contender, goroutines int) {
 
 // idleWaits measures Finds of probe for window in a full store of kind c with
 // no janitor, once the expiring half has expired.
-func idleWaits(b *testing.B, c contender, toks, probe []string, window time.Duration) findwaits.Waits {
+func idleWaits(b *testing.B, c storeKind, toks, probe []string, window time.Duration) findwaits.Waits {
 	s, held, closeStore, expiry := fullStore(b, c, 0, toks)
 	defer runtime.GC()
 	defer closeStore()
@@ -381,10 +283,10 @@ func idleWaits(b *testing.B, c contender, toks, probe []string, window time.Dura
 // heap is collected (so that no collection runs during a measurement) and
 // before that expiry. When a loaded machine filled it too slowly for that, it
 // tries again with more time to spare.
-func fullStore(b *testing.B, c contender, cleanup time.Duration, toks []string) (s store, held func() int, closeStore func(), expiry time.Time) {
+func fullStore(b *testing.B, c storeKind, cleanup time.Duration, toks []string) (s store, held func() int, closeStore func(), expiry time.Time) {
 	half := len(toks) / 2
 	for attempt := 1; ; attempt++ {
-		s, held, closeStore = c.open(b, cleanup)
+		s, held, closeStore = c.inProcess(b, cleanup)
 		start := time.Now()
 		fill(b, s, toks[:half], start.Add(time.Hour))
 		first := time.Since(start)
@@ -404,13 +306,13 @@ func fullStore(b *testing.B, c contender, cleanup time.Duration, toks []string) 
 	}
 }
 
-// TestContenders checks the machinery the benchmarks stand on: each store
+// TestInProcessStores checks the machinery the benchmarks stand on: each store
 // compared keeps, expires and deletes sessions as scs expects, and its held
 // count sees what it holds, expired sessions included, until a sweep.
-func TestContenders(t *testing.T) {
-	for _, c := range contenders {
+func TestInProcessStores(t *testing.T) {
+	for _, c := range inProcessStores() {
 		t.Run("store="+c.name, func(t *testing.T) {
-			s, held, closeStore := c.open(t, 0)
+			s, held, closeStore := c.inProcess(t, 0)
 			defer closeStore()
 			if err := s.Commit("live", payload, time.Now().Add(time.Hour)); err != nil {
 				t.Fatal(err)
@@ -444,12 +346,12 @@ func TestContenders(t *testing.T) {
 	}
 }
 
-// TestContendersSweep: each store's own janitor removes expired sessions,
+// TestInProcessStoresSweep: each store's own janitor removes expired sessions,
 // which held sees, and close stops it (the sweep benchmark waits for both).
-func TestContendersSweep(t *testing.T) {
-	for _, c := range scalingStores {
+func TestInProcessStoresSweep(t *testing.T) {
+	for _, c := range inProcessStores() {
 		t.Run("store="+c.name, func(t *testing.T) {
-			s, held, closeStore := c.open(t, 5*time.Millisecond)
+			s, held, closeStore := c.inProcess(t, 5*time.Millisecond)
 			s.Commit("live", payload, time.Now().Add(time.Hour))
 			for i := range 100 {
 				s.Commit(fmt.Sprint("short-", i), payload, time.Now().Add(200*time.Millisecond))

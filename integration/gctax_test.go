@@ -41,7 +41,7 @@ import (
 // reports its own figures) and -count for repeats. Sizes above 10,000
 // sessions run only when asked for with -max-sessions (see scaling_test.go).
 func BenchmarkGCTax(b *testing.B) {
-	forEachSize(b, func(b *testing.B, c contender, n int) {
+	forEachSize(b, func(b *testing.B, c storeKind, n int) {
 		b.ReportMetric(0, "ns/op") // the time of a whole measurement means nothing
 		for range b.N {
 			gcTax(b, c, n).report(b)
@@ -81,7 +81,7 @@ type gcTaxFigures struct {
 
 // gcTax measures the request loop against stores of kind c holding
 // baseSessions, n sessions, and baseSessions again, one store at a time.
-func gcTax(b *testing.B, c contender, n int) gcTaxFigures {
+func gcTax(b *testing.B, c storeKind, n int) gcTaxFigures {
 	var f gcTaxFigures
 	f.base1 = serveFilled(b, c, baseSessions)
 	f.held = serveFilled(b, c, n)
@@ -104,9 +104,9 @@ func (f gcTaxFigures) report(b *testing.B) {
 // serveFilled opens a store of kind c with no janitor, fills it with n
 // sessions, collects the heap, runs the request loop against it, and returns
 // what the loop measured once the store is closed and gone.
-func serveFilled(b *testing.B, c contender, n int) requestFigures {
+func serveFilled(b *testing.B, c storeKind, n int) requestFigures {
 	goroutines := runtime.NumGoroutine()
-	s, _, closeStore := c.open(b, 0)
+	s, _, closeStore := c.inProcess(b, 0)
 	fillSessions(b, s, 0, n, time.Now().Add(time.Hour))
 	f := serveRequests(b, s, n)
 	closeStore()

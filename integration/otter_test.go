@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/golangcollege/memstore/storetest"
 	"github.com/maypok86/otter/v2"
 )
 
@@ -137,24 +136,6 @@ func (c *otterClock) stop() {
 	if c.ticker != nil {
 		c.ticker.Stop()
 	}
-}
-
-// otterContender is otter among the stores the scaling benchmarks compare;
-// held counts its entries, expired ones that no clean-up has removed yet
-// included.
-var otterContender = contender{"otter", func(tb testing.TB, cleanup time.Duration) (store, func() int, func()) {
-	s := newOtterStore(cleanup)
-	return s, s.c.EstimatedSize, s.close
-}}
-
-// TestOtterStore runs the storetest kit over the otter adapter: it keeps
-// scs's store contract.
-func TestOtterStore(t *testing.T) {
-	storetest.Run(t, func(tb testing.TB) storetest.Store {
-		s := newOtterStore(time.Minute)
-		tb.Cleanup(s.close)
-		return s
-	})
 }
 
 // TestOtterStoreFile: the adapter's WriteFile and ReadFile carry sessions,

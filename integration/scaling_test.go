@@ -11,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -20,8 +19,8 @@ import (
 	"github.com/golangcollege/memstore/internal/findwaits"
 )
 
-// BenchmarkGCTax (gctax_test.go) and BenchmarkScaling measure the stores of
-// scalingStores holding 1,000 to 10,000,000 sessions, as sub-benchmarks named
+// BenchmarkGCTax (gctax_test.go) and BenchmarkScaling measure the in-process
+// stores of the stores table holding 1,000 to 10,000,000 sessions, as sub-benchmarks named
 // store=NAME/n=SESSIONS. Sizes above 10,000 run only when asked for, with
 // -max-sessions, so that CI's one-shot run of every benchmark stays quick;
 // a size the machine has not the memory for is skipped with a message. The
@@ -38,10 +37,6 @@ var maxSessions = flag.Int("max-sessions", 10_000,
 // -max-sessions.
 var scalingSizes = []int{1_000, 10_000, 100_000, 1_000_000, 10_000_000}
 
-// scalingStores are the stores the scaling benchmarks compare: the
-// side-by-side contenders of compare_test.go, and otter (otter_test.go).
-var scalingStores = append(slices.Clip(contenders), otterContender)
-
 // bytesPerSession is the memory a size needs per session to run: the largest
 // store's heap per session (about 400 B) twice over, for the collector's
 // headroom, and some to spare.
@@ -50,12 +45,12 @@ const bytesPerSession = 1024
 // forEachSize runs measure for every size up to -max-sessions and every store,
 // as sub-benchmarks named store=NAME/n=SESSIONS, the stores side by side at
 // each size so that a machine whose load drifts disturbs them alike.
-func forEachSize(b *testing.B, measure func(b *testing.B, c contender, n int)) {
+func forEachSize(b *testing.B, measure func(b *testing.B, c storeKind, n int)) {
 	for _, n := range scalingSizes {
 		if n > *maxSessions {
 			continue
 		}
-		for _, c := range scalingStores {
+		for _, c := range inProcessStores() {
 			b.Run(fmt.Sprintf("store=%s/n=%d", c.name, n), func(b *testing.B) {
 				if avail, ok := memAvailable(); ok && avail < uint64(n)*bytesPerSession {
 					b.Skipf("holding %d sessions takes about %d MiB; only %d MiB is available", n, n*bytesPerSession>>20, avail>>20)
@@ -123,7 +118,7 @@ func fillSessions(b *testing.B, s store, from, to int, expiry time.Time) {
 //
 // Run it with -benchtime 1x, as BenchmarkGCTax.
 func BenchmarkScaling(b *testing.B) {
-	forEachSize(b, func(b *testing.B, c contender, n int) {
+	forEachSize(b, func(b *testing.B, c storeKind, n int) {
 		b.ReportMetric(0, "ns/op") // the time of a whole measurement means nothing
 		for range b.N {
 			measureFull(b, c, n)
@@ -137,10 +132,10 @@ const findHitTime = 200 * time.Millisecond
 
 // measureFull measures the heap, Find and, for a store that has them,
 // WriteFile and ReadFile, of a store of kind c holding n sessions.
-func measureFull(b *testing.B, c contender, n int) {
+func measureFull(b *testing.B, c storeKind, n int) {
 	goroutines := runtime.NumGoroutine()
 	before := liveHeap()
-	s, _, closeStore := c.open(b, 0)
+	s, _, closeStore := c.inProcess(b, 0)
 	fillSessions(b, s, 0, n, time.Now().Add(time.Hour))
 	b.ReportMetric(float64(int64(liveHeap())-int64(before))/float64(n), "heap-B/session")
 	b.ReportMetric(float64(findHit(b, s, n))/float64(time.Nanosecond), "find-hit-ns")
@@ -160,7 +155,7 @@ func measureFull(b *testing.B, c contender, n int) {
 	closeStore()
 	awaitDropped(b, c, goroutines) // only one full store at a time
 
-	restored, held, closeStore := c.open(b, 0)
+	restored, held, closeStore := c.inProcess(b, 0)
 	start = time.Now()
 	if err := restored.(fileStore).ReadFile(name); err != nil {
 		b.Fatal(err)
@@ -228,7 +223,7 @@ func janitorInterval(n int) time.Duration {
 // store is opened, so that they come at that reckoning or a little after it.
 // When a loaded machine filled the store too slowly for the expiry chosen, it
 // tries again with more time to spare.
-func measureSweep(b *testing.B, c contender, n int) {
+func measureSweep(b *testing.B, c storeKind, n int) {
 	interval := janitorInterval(n)
 	half := n / 2
 	probe := make([]string, min(half, 1000))
@@ -238,7 +233,7 @@ func measureSweep(b *testing.B, c contender, n int) {
 	goroutines := runtime.NumGoroutine()
 	for attempt := 1; ; attempt++ {
 		opened := time.Now()
-		s, held, closeStore := c.open(b, interval)
+		s, held, closeStore := c.inProcess(b, interval)
 		start := time.Now()
 		fillSessions(b, s, 0, half, start.Add(time.Hour))
 		first := time.Since(start)

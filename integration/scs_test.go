@@ -2,8 +2,10 @@
 
 // Package integration proves that memstore is a drop-in store for
 // github.com/alexedwards/scs/v2: end-to-end tests through a real
-// scs.SessionManager, an httptest.Server and cookie jars, and side-by-side
-// benchmarks against scs v2's own memstore and the original go-cache design.
+// scs.SessionManager, an httptest.Server and cookie jars; side-by-side
+// benchmarks against scs v2's own memstore and the original go-cache design;
+// and the storetest kit's rules and costs for these and for scs's Redis,
+// SQLite and PostgreSQL stores on real databases.
 //
 // It is a nested module so that the root module keeps zero dependencies.
 package integration

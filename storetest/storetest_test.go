@@ -9,7 +9,6 @@ import (
 	"maps"
 	"os"
 	"os/exec"
-	"regexp"
 	"runtime"
 	"slices"
 	"strings"
@@ -17,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/golangcollege/memstore/internal/testchild"
 	"github.com/golangcollege/memstore/storetest"
 )
 
@@ -567,29 +567,20 @@ type childResult struct {
 	passed, failed, skipd []string // rules, by their subtest's result
 }
 
-var resultLine = regexp.MustCompile(`(?m)^\s*--- (PASS|FAIL|SKIP): TestBrokenStoreHelper/(\S+) \(`)
-
 // run runs the child process.
 func (ch child) run() childResult {
 	run := "^TestBrokenStoreHelper$"
 	if ch.rules != "" {
 		run += "/" + ch.rules
 	}
-	cmd := exec.Command(os.Args[0], "-test.run="+run, "-test.v", "-test.count=1", "-test.timeout=3m")
-	cmd.Env = append(os.Environ(), brokenEnv+"="+ch.store, clockEnv+"="+ch.clock, hangLimitEnv+"="+ch.limit)
-	out, err := cmd.CombinedOutput()
-	r := childResult{err: err, output: string(out)}
-	for _, m := range resultLine.FindAllStringSubmatch(r.output, -1) {
-		switch m[1] {
-		case "PASS":
-			r.passed = append(r.passed, m[2])
-		case "FAIL":
-			r.failed = append(r.failed, m[2])
-		case "SKIP":
-			r.skipd = append(r.skipd, m[2])
-		}
+	c := testchild.Run(run, brokenEnv+"="+ch.store, clockEnv+"="+ch.clock, hangLimitEnv+"="+ch.limit)
+	return childResult{
+		err:    c.Err,
+		output: c.Output,
+		passed: c.Subtests("TestBrokenStoreHelper", "PASS"),
+		failed: c.Subtests("TestBrokenStoreHelper", "FAIL"),
+		skipd:  c.Subtests("TestBrokenStoreHelper", "SKIP"),
 	}
-	return r
 }
 
 // runChildren runs the children a few at a time and returns their results,
