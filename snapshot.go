@@ -94,12 +94,13 @@ func (m *MemStore) WriteTo(w io.Writer) (int64, error) {
 //
 // Sessions that have expired since the snapshot was written are skipped. A
 // token the store already holds keeps the store's session, even an expired
-// one, as the store's is the more recent; of a token the snapshot holds twice,
-// the first unexpired session counts (WriteTo writes the newer first, so the
-// older comes back only if the newer has expired since). Under
-// a cap set by WithMaxBytes, restored sessions take room like committed ones,
-// evicting others if need be, and a session larger than the whole cap is
-// skipped.
+// one, as the store's is the more recent. Of a token the snapshot holds
+// twice, only the first session counts, whatever becomes of it: WriteTo
+// writes the newer first, and the older, a session since deleted, never comes
+// back, even when the newer has expired, is too large for the store's cap or
+// is evicted by the sessions restored after it. Under a cap set by
+// WithMaxBytes, restored sessions take room like committed ones, evicting
+// others if need be, and a session larger than the whole cap is skipped.
 //
 // ReadFrom holds the whole snapshot in memory while it restores it. No length
 // read from the input makes it allocate more than the input actually holds.

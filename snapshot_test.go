@@ -782,10 +782,13 @@ func FuzzReadFrom(f *testing.F) {
 			t.Fatalf("ReadFrom accepted what FORMAT.md rejects: %v", err)
 		}
 		// Sessions expiring about now may or may not be held: leave them out.
-		want, unsure := maps.Clone(before.all), map[string]bool{}
+		// Only the first entry of a token counts, whatever becomes of it.
+		want, unsure, met := maps.Clone(before.all), map[string]bool{}, map[string]bool{}
 		for _, e := range entries {
-			switch _, done := want[e.token]; {
-			case done || unsure[e.token]: // held already, or met earlier in the snapshot
+			first := !met[e.token]
+			met[e.token] = true
+			switch _, held := want[e.token]; {
+			case held || !first: // the store's session, or an older copy of one met earlier
 			case e.expiry <= start.UnixNano(): // expired: skipped
 			case e.expiry <= end.Add(time.Minute).UnixNano():
 				unsure[e.token] = true
@@ -949,7 +952,8 @@ func capForOne(t *testing.T) int64 {
 // TestReadFromTakesOnlyTheFirstCopyOfAToken restores snapshots in which a
 // token's newer copy comes first, as WriteTo writes them, into a store that
 // holds one session: whatever becomes of the newer copy, evicted to make
-// room or too large to be restored at all, the older never comes back.
+// room, expired or too large to be restored at all, the older never comes
+// back.
 func TestReadFromTakesOnlyTheFirstCopyOfAToken(t *testing.T) {
 	maxBytes := capForOne(t)
 	later := time.Now().Add(time.Hour).UnixNano()
@@ -957,6 +961,10 @@ func TestReadFromTakesOnlyTheFirstCopyOfAToken(t *testing.T) {
 		"newer evicted": validSnapshot(
 			snapEntry{"A", later, []byte("new")},
 			snapEntry{"B", later, []byte("bbb")},
+			snapEntry{"A", later, []byte("old")},
+		),
+		"newer expired": validSnapshot(
+			snapEntry{"A", time.Now().Add(-time.Hour).UnixNano(), []byte("new")},
 			snapEntry{"A", later, []byte("old")},
 		),
 		"newer too large": validSnapshot(
