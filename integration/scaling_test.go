@@ -13,6 +13,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -109,6 +110,9 @@ func fillSessions(b *testing.B, s store, from, to int, expiry time.Time) {
 //   - heap-B/session: how much the live heap grew per session committed,
 //     after runtime.GC.
 //   - find-hit-ns: a Find of a session drawn at random, from one goroutine.
+//   - mixed-ns: parallel-mixed-90-10 over sessions drawn at random: on every
+//     core, nine Finds for one Commit of fresh data; the wall time per
+//     operation.
 //   - write-ms, read-ms: WriteFile of the whole store, and ReadFile of that
 //     file into an empty store, for the stores that have them.
 //   - sweep-ms: how long after half the sessions expired the store's janitor
@@ -139,6 +143,7 @@ func measureFull(b *testing.B, c storeKind, n int) {
 	fillSessions(b, s, 0, n, time.Now().Add(time.Hour))
 	b.ReportMetric(float64(int64(liveHeap())-int64(before))/float64(n), "heap-B/session")
 	b.ReportMetric(float64(findHit(b, s, n))/float64(time.Nanosecond), "find-hit-ns")
+	b.ReportMetric(float64(mixed(b, s, n))/float64(time.Nanosecond), "mixed-ns")
 
 	files, ok := s.(fileStore)
 	if !ok {
@@ -200,6 +205,50 @@ func findHit(b *testing.B, s store, n int) time.Duration {
 		finds += len(probe)
 	}
 	return time.Since(start) / time.Duration(finds)
+}
+
+// mixed returns the wall time per operation of GOMAXPROCS goroutines each
+// calling, for findHitTime, Find nine times for one Commit of fresh data, on
+// sessions of s, which holds token(0) to token(n-1), drawn at random. The
+// Commits overwrite, so that the store keeps n sessions.
+func mixed(b *testing.B, s store, n int) time.Duration {
+	expiry := time.Now().Add(time.Hour)
+	workers := runtime.GOMAXPROCS(0)
+	ops := make([]int, workers)
+	var wg sync.WaitGroup
+	start := time.Now()
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(w), uint64(n)))
+			probe := make([]string, min(n, 1<<14))
+			for i := range probe {
+				probe[i] = token(rng.IntN(n))
+			}
+			data := freshData()
+			for time.Since(start) < findHitTime {
+				for i, tok := range probe {
+					if i%10 == 0 {
+						if err := s.Commit(tok, data, expiry); err != nil {
+							b.Error(err)
+							return
+						}
+					} else if _, found, err := s.Find(tok); err != nil || !found {
+						b.Errorf("Find of a live session = found %v, error %v; want true, nil", found, err)
+						return
+					}
+				}
+				ops[w] += len(probe)
+			}
+		}()
+	}
+	wg.Wait()
+	total := 0
+	for _, o := range ops {
+		total += o
+	}
+	return time.Since(start) / time.Duration(max(total, 1))
 }
 
 // janitorInterval is how often the janitor of a store holding n sessions
