@@ -61,6 +61,11 @@ type storeKind struct {
 	// must come after its first sweep: see scsHeld. Nil for the others.
 	inProcess func(tb testing.TB, cleanup time.Duration) (s store, held func() int, close func())
 
+	// removesWithoutJanitor, when not "", says how the store removes
+	// expired sessions with no janitor running: BenchmarkSweepFindWait then
+	// has no idle store to compare its sweep with.
+	removesWithoutJanitor string
+
 	// skips maps each storetest rule that storetest.Run skips for the store,
 	// for want of the optional methods it needs, to why. TestStores checks
 	// that exactly these are skipped, so that a store gaining the methods
@@ -144,6 +149,7 @@ var stores = []storeKind{
 			s := newOtterStore(cleanup)
 			return s, s.c.EstimatedSize, s.close
 		},
+		removesWithoutJanitor: "otter removes expired entries during the upkeep that follows writes",
 		skips: map[string]string{"ctx-methods-behave-like-plain-ones": noCtxMethods},
 	},
 	{
