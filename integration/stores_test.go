@@ -150,7 +150,7 @@ var stores = []storeKind{
 			return s, s.c.EstimatedSize, s.close
 		},
 		removesWithoutJanitor: "otter removes expired entries during the upkeep that follows writes",
-		skips: map[string]string{"ctx-methods-behave-like-plain-ones": noCtxMethods},
+		skips:                 map[string]string{"ctx-methods-behave-like-plain-ones": noCtxMethods},
 	},
 	{
 		name:     "redis",
