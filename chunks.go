@@ -232,8 +232,10 @@ func (m *MemStore) compactable(c, active *chunk) bool {
 
 // activeChunk returns the chunk records are appended to now. A chunk that
 // is not active now never will be again, and its pending count only falls,
-// so under m.mu what is found compactable stays so. Reading it also orders
-// the reservations made in other chunks before what follows.
+// so under m.mu what is found compactable stays so. Taking tail.mu to read
+// it also orders every reservation made in another chunk, when that chunk
+// was active, before what follows: compactLocked reads such a chunk's used
+// without tail.mu.
 func (m *MemStore) activeChunk() *chunk {
 	m.tail.mu.Lock()
 	defer m.tail.mu.Unlock()
@@ -297,23 +299,33 @@ func (m *MemStore) placeLocked(r reservation) {
 // discardLocked gives up reservation r: its bytes stay, dead. m.mu must be
 // held for writing.
 func (m *MemStore) discardLocked(r reservation) {
-	m.registerLocked(r.c)
 	r.c.pending.Add(-1)
-	if r.c.live == 0 {
+	switch {
+	case r.c.id == 0: // never registered: counted nowhere, collected with the last reference
+	case r.c.live == 0:
 		m.dropIfIdleLocked(r.c)
+	default:
+		m.noteDeadLocked(r.c)
 	}
 }
 
-// compactWhileTooDeadLocked compacts chunks at least half dead in a store
-// without a cap until its dead space is back within its bound: at most the
-// live records' size plus 16 chunks, so that after every Commit and Delete
-// the chunks hold at most twice the live records and 1 MiB. (The janitor's
-// removals are followed by its own compaction.) Past that bound, the average
-// chunk is more than half dead, so one is: each compaction frees at least
-// half a chunk, less the 1/16 it may waste at the end of the active chunk.
-// Under a cap, making room compacts instead. m.mu must be held for writing.
+// compactWhileTooDeadLocked compacts up to two chunks at least half dead in
+// a store without a cap whose dead space is past its bound: the live
+// records' size plus 16 chunks. Past that bound the average chunk is more
+// than half dead, so one is, and each compaction frees at least half a
+// chunk, less the 1/16 it may waste at the end of the active chunk: far more
+// than the one record a Commit or Delete leaves dead. So the chunks hold at
+// most twice the live records and 1 MiB after every Commit and Delete, but
+// for a while after the janitor, or a burst of Deletes, leaves many chunks
+// half dead at once: then the janitor's paced compaction, and each Commit
+// and Delete two chunks at a time, bring the store back within it, so that
+// no lock hold grows with the store. Under a cap, making room compacts
+// instead. m.mu must be held for writing.
 func (m *MemStore) compactWhileTooDeadLocked() {
-	for m.maxBytes == 0 && m.chunkBytes-m.recordBytes > m.recordBytes+deadSlackChunks*int64(m.chunkSize) {
+	for range 2 {
+		if m.maxBytes > 0 || m.chunkBytes-m.recordBytes <= m.recordBytes+deadSlackChunks*int64(m.chunkSize) {
+			return
+		}
 		if !m.compactHalfDeadLocked(m.now()) {
 			return // only chunks still being written to: a later call tries again
 		}

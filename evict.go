@@ -33,6 +33,12 @@ var ErrTooLarge = errors.New("memstore: session larger than the store's byte cap
 // together). In the worst case a Commit thus holds the lock for 48 rounds of
 // sampling and one chunk's compaction, tens of microseconds, and evicts up to
 // a chunk's sessions (1/64 of the cap at most).
+//
+// Commit copies a session's bytes before it takes the lock, and they count
+// once it publishes them, so the bytes of Commits in flight are outside
+// the reckoning: when sessions are so large that a few of them fill the cap,
+// Bytes can pass it, for as long as those Commits take, by up to one chunk,
+// or one session of its own chunk, per Commit in flight.
 func WithMaxBytes(n int64) Option {
 	return func(m *MemStore) { m.maxBytes = max(n, 0) }
 }
@@ -53,9 +59,9 @@ func (m *MemStore) heldLocked() int64 {
 // maxmemory-samples default.
 const evictionSamples = 5
 
-// makeRoomLocked removes dead bytes, or failing that sessions, until need
-// more bytes fit under the cap, or the store is empty. m.mu must be held for
-// writing.
+// makeRoomLocked removes dead bytes, or failing that sessions, until the
+// record of r, written but not yet placed, and its index entry fit under the
+// cap, or the store is empty. m.mu must be held for writing.
 //
 // The bytes that count here are those written: the active chunk's unwritten
 // tail is left out, and room for a whole chunk is kept below the cap instead,
@@ -76,13 +82,13 @@ const evictionSamples = 5
 // chunkRounds more rounds look for one before a live session's chunk goes.
 // Making room thus costs a few map steps a round, and at most a chunk's copy,
 // whatever the store's size.
-func (m *MemStore) makeRoomLocked(need int64) {
+func (m *MemStore) makeRoomLocked(r reservation) {
 	if m.maxBytes == 0 {
 		return
 	}
 	limit := m.maxBytes - int64(m.chunkSize)
 	now := m.now()
-	for round := 0; m.writtenLocked()+need > limit && m.lenLocked() > 0; round++ {
+	for round := 0; m.writtenLocked()+m.growth(r) > limit && m.lenLocked() > 0; round++ {
 		withChunk := round >= chunkRounds
 		switch {
 		case m.compactHalfDeadLocked(now):
@@ -108,6 +114,21 @@ func (m *MemStore) compactHalfDeadLocked(now time.Duration) bool {
 		m.compactLocked(c, now)
 	}
 	return c != nil
+}
+
+// growth returns how much placing r will add to what writtenLocked counts:
+// an index entry, and the record itself unless its chunk is registered, and
+// so counted, already (a compaction while making room may register it). The
+// zero reservation adds nothing: making room for it only brings the store
+// back under the cap.
+func (m *MemStore) growth(r reservation) int64 {
+	switch {
+	case r.c == nil:
+		return 0
+	case r.c.id != 0:
+		return indexEntryBytes
+	}
+	return indexEntryBytes + int64(len(r.buf))
 }
 
 // writtenLocked returns the bytes the store holds (see heldLocked) less the

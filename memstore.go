@@ -330,11 +330,7 @@ func (m *MemStore) putLocked(h uint64, token string, r reservation, deadline tim
 	if old, _, ok := m.lookupLocked(h, token); ok {
 		m.removeLocked(h, old)
 	}
-	growth := int64(indexEntryBytes)
-	if r.c.id == 0 {
-		growth += int64(len(r.c.buf)) // registering its chunk
-	}
-	m.makeRoomLocked(growth)
+	m.makeRoomLocked(r)
 	m.placeLocked(r)
 	m.storeLocked(h, token, r.slot(deadline))
 	m.recordBytes += int64(len(r.buf))
