@@ -150,14 +150,6 @@ func (m *MemStore) Commit(token string, b []byte, expiry time.Time) error {
 	r := m.reserve(size) // the copy happens outside m.mu
 	writeRecord(r.buf, token, b)
 
-	// Look the token up under the read lock first, which requests share:
-	// in a large store the index slot and the old record are cache misses,
-	// paid here rather than under the write lock, where every request
-	// would wait for them.
-	m.mu.RLock()
-	m.lookupLocked(h, token)
-	m.mu.RUnlock()
-
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.putLocked(h, token, r, deadline)
