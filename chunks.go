@@ -42,8 +42,8 @@ const (
 type chunk struct {
 	buf []byte // the records; its length, fixed at creation, is the chunk's size
 
-	// used and pending are written under tail.mu, pending also atomically.
-	used    int          // bytes of buf reserved so far
+	// Written under tail.mu, read without it.
+	used    atomic.Int64 // bytes of buf reserved so far
 	pending atomic.Int32 // records reserved but not yet published in the index
 
 	// Guarded by MemStore.mu.
@@ -94,7 +94,7 @@ func (c *chunk) record(off uint32) (token, data []byte, size int) {
 // copies outside both, so that readers never wait behind a copy.
 type tail struct {
 	mu     sync.Mutex
-	active *chunk // the shared chunk records are appended to; nil before the first
+	active atomic.Pointer[chunk] // the shared chunk records are appended to; nil before the first; set under mu
 }
 
 // reservation is room for one record, taken but not yet published.
@@ -115,19 +115,19 @@ func (r reservation) slot(deadline time.Duration) slot {
 // takes MemStore.mu, so it may be called with or without it held.
 func (m *MemStore) reserve(size int) reservation {
 	if size > m.chunkSize*ownChunkAbove/16 {
-		c := &chunk{buf: make([]byte, size), used: size}
+		c := &chunk{buf: make([]byte, size)}
+		c.used.Store(int64(size))
 		c.pending.Store(1)
 		return reservation{c: c, buf: c.buf}
 	}
 	m.tail.mu.Lock()
 	defer m.tail.mu.Unlock()
-	c := m.tail.active
-	if c == nil || len(c.buf)-c.used < size {
+	c := m.tail.active.Load()
+	if c == nil || len(c.buf)-int(c.used.Load()) < size {
 		c = &chunk{buf: make([]byte, m.chunkSize)}
-		m.tail.active = c
+		m.tail.active.Store(c)
 	}
-	off := c.used
-	c.used += size
+	off := int(c.used.Add(int64(size))) - size
 	c.pending.Add(1)
 	return reservation{c: c, off: off, buf: c.buf[off : off+size : off+size]}
 }
@@ -158,8 +158,8 @@ func (m *MemStore) dropIfIdleLocked(c *chunk) {
 	if c.pending.Load() != 0 {
 		return
 	}
-	if c == m.tail.active {
-		m.tail.active = nil
+	if c == m.tail.active.Load() {
+		m.tail.active.Store(nil)
 	}
 	m.dropLocked(c)
 }
@@ -232,14 +232,9 @@ func (m *MemStore) compactable(c, active *chunk) bool {
 
 // activeChunk returns the chunk records are appended to now. A chunk that
 // is not active now never will be again, and its pending count only falls,
-// so under m.mu what is found compactable stays so. Taking tail.mu to read
-// it also orders every reservation made in another chunk, when that chunk
-// was active, before what follows: compactLocked reads such a chunk's used
-// without tail.mu.
+// so under m.mu what is found compactable stays so.
 func (m *MemStore) activeChunk() *chunk {
-	m.tail.mu.Lock()
-	defer m.tail.mu.Unlock()
-	return m.tail.active
+	return m.tail.active.Load()
 }
 
 // halfDeadLocked returns the chunks among chunks[from:from+n] that are at
@@ -264,7 +259,7 @@ func (m *MemStore) halfDeadLocked(from, n int) []*chunk {
 // evicted. c must be compactable. m.mu must be held for writing.
 func (m *MemStore) compactLocked(c *chunk, removeBy time.Duration) {
 	now := m.now()
-	for off := 0; off < c.used && c.live > 0; {
+	for off, used := 0, int(c.used.Load()); off < used && c.live > 0; {
 		token, _, size := c.record(uint32(off))
 		at := location{chunk: c.id, offset: uint32(off)}
 		h := m.hashBytes(token)

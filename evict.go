@@ -134,11 +134,9 @@ func (m *MemStore) growth(r reservation) int64 {
 // writtenLocked returns the bytes the store holds (see heldLocked) less the
 // unwritten tail of the active chunk. m.mu must be held.
 func (m *MemStore) writtenLocked() int64 {
-	m.tail.mu.Lock()
-	defer m.tail.mu.Unlock()
 	held := m.heldLocked()
-	if c := m.tail.active; c != nil && c.id != 0 {
-		held -= int64(len(c.buf) - c.used)
+	if c := m.activeChunk(); c != nil && c.id != 0 {
+		held -= int64(len(c.buf)) - c.used.Load()
 	}
 	return held
 }
