@@ -27,6 +27,13 @@ import (
 // holds few of them, small enough that compacting one is a short copy.
 const maxChunkSize = 64 << 10
 
+// minChunkSize is the size of the first chunk of a store, or of one whose
+// sessions have all gone: each later chunk doubles the one before, up to
+// the store's chunk size, so that a store of a few sessions, whose one chunk
+// empties and is dropped whenever they all end, does not allocate 64 KiB
+// for the next.
+const minChunkSize = 1 << 10
+
 // Shares of a chunk, in sixteenths of its size.
 const (
 	// A record larger than 1/16 of the chunk size gets a chunk of its own,
@@ -124,7 +131,11 @@ func (m *MemStore) reserve(size int) reservation {
 	defer m.tail.mu.Unlock()
 	c := m.tail.active.Load()
 	if c == nil || len(c.buf)-int(c.used.Load()) < size {
-		c = &chunk{buf: make([]byte, m.chunkSize)}
+		next := minChunkSize
+		if c != nil {
+			next = 2 * len(c.buf)
+		}
+		c = &chunk{buf: make([]byte, max(size, min(next, m.chunkSize)))}
 		m.tail.active.Store(c)
 	}
 	off := int(c.used.Add(int64(size))) - size
@@ -150,8 +161,9 @@ func (m *MemStore) registerLocked(c *chunk) {
 }
 
 // dropIfIdleLocked drops c, whose records are all dead, unless a record is
-// still to be published in it. The active chunk goes too: the next record
-// starts a new one. m.mu must be held for writing.
+// still to be published in it, or it is the active chunk of a store that
+// holds sessions: the next records go there, and dropping it would make the
+// next Commit allocate another. m.mu must be held for writing.
 func (m *MemStore) dropIfIdleLocked(c *chunk) {
 	m.tail.mu.Lock()
 	defer m.tail.mu.Unlock()
@@ -159,6 +171,9 @@ func (m *MemStore) dropIfIdleLocked(c *chunk) {
 		return
 	}
 	if c == m.tail.active.Load() {
+		if m.lenLocked() > 0 {
+			return
+		}
 		m.tail.active.Store(nil)
 	}
 	m.dropLocked(c)
@@ -174,16 +189,16 @@ func (m *MemStore) dropLocked(c *chunk) {
 	c.id = 0
 }
 
-// isHalfDead reports whether at least half of c is dead.
-func (m *MemStore) isHalfDead(c *chunk) bool {
-	return c.dead() >= m.chunkSize*halfDeadAt/16
+// halfDead reports whether at least half of c is dead.
+func (c *chunk) halfDead() bool {
+	return c.dead() >= len(c.buf)*halfDeadAt/16
 }
 
 // noteDeadLocked lists c among the chunks at least half dead once it is, so
 // that the store finds one to compact without a scan. m.mu must be held for
 // writing.
 func (m *MemStore) noteDeadLocked(c *chunk) {
-	if c.listedAt == 0 && m.isHalfDead(c) {
+	if c.listedAt == 0 && c.halfDead() {
 		m.halfDead = append(m.halfDead, c)
 		c.listedAt = len(m.halfDead)
 	}
@@ -214,7 +229,7 @@ func (m *MemStore) listedCompactableLocked() *chunk {
 		c := m.halfDead[i]
 		switch {
 		case !m.compactable(c, active):
-		case m.isHalfDead(c):
+		case c.halfDead():
 			return c
 		default:
 			m.unlistLocked(c) // puts an entry already judged at i
@@ -245,7 +260,7 @@ func (m *MemStore) halfDeadLocked(from, n int) []*chunk {
 	active := m.activeChunk()
 	var found []*chunk
 	for _, c := range m.chunks[from:min(from+n, len(m.chunks))] {
-		if c != nil && m.isHalfDead(c) && m.compactable(c, active) {
+		if c != nil && c.halfDead() && m.compactable(c, active) {
 			found = append(found, c)
 		}
 	}

@@ -420,6 +420,9 @@ func (m *MemStore) releaseLocked(at location) {
 	} else {
 		m.noteDeadLocked(c)
 	}
+	if a := m.activeChunk(); m.lenLocked() == 0 && a != nil && a.id != 0 && a.live == 0 {
+		m.dropIfIdleLocked(a) // kept while the store held sessions: see dropIfIdleLocked
+	}
 }
 
 // batchSize bounds how many sessions a walk over the whole index visits per
