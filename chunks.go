@@ -87,7 +87,7 @@ func writeRecord(dst []byte, token string, data []byte) {
 
 // record returns the token and data of the record at off in c, and its size.
 // The data slice has cap == len, so that a caller's append copies.
-func (c *chunk) record(off uint32) (token, data []byte, size int) {
+func (c *chunk) record(off uint16) (token, data []byte, size int) {
 	b := c.buf[off:]
 	tokenLen, n1 := binary.Uvarint(b)
 	dataLen, n2 := binary.Uvarint(b[n1:])
@@ -113,7 +113,15 @@ type reservation struct {
 
 // slot returns the slot of r's record, once placed.
 func (r reservation) slot(deadline time.Duration) slot {
-	return slot{at: location{chunk: r.c.id, offset: uint32(r.off)}, deadline: deadline}
+	return slot{at: r.c.location(r.off, len(r.buf)), deadline: deadline}
+}
+
+// location returns the location of the record of size bytes at off in c.
+func (c *chunk) location(off, size int) location {
+	if off == 0 && size == len(c.buf) {
+		return location{chunk: c.id} // alone in its chunk: see MemStore.size
+	}
+	return location{chunk: c.id, offset: uint16(off), size: uint16(size)}
 }
 
 // reserve takes room for a record of size bytes, in the active chunk or, for
@@ -275,8 +283,8 @@ func (m *MemStore) halfDeadLocked(from, n int) []*chunk {
 func (m *MemStore) compactLocked(c *chunk, removeBy time.Duration) {
 	now := m.now()
 	for off, used := 0, int(c.used.Load()); off < used && c.live > 0; {
-		token, _, size := c.record(uint32(off))
-		at := location{chunk: c.id, offset: uint32(off)}
+		token, _, size := c.record(uint16(off))
+		at := c.location(off, size)
 		h := m.hashBytes(token)
 		if s, ok := m.slotAtLocked(h, at); ok {
 			if s.deadline <= removeBy {

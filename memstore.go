@@ -75,11 +75,21 @@ type slot struct {
 // location is where a record starts.
 type location struct {
 	chunk  uint32 // the chunk's id: its place in MemStore.chunks
-	offset uint32 // the record's first byte in the chunk
+	offset uint16 // the record's first byte in the chunk: shared chunks are at most 64 KiB
+	size   uint16 // the record's size, or 0 for a record alone in its chunk: shared records are at most 4 KiB
 }
 
-// maxSession is the largest record a store holds; a location's offsets and
-// a chunk's accounting stay within it.
+// size returns the size of the record at at, without reading it: removing
+// a session touches the index alone.
+func (m *MemStore) size(at location) int {
+	if at.size == 0 {
+		return len(m.chunks[at.chunk].buf)
+	}
+	return int(at.size)
+}
+
+// maxSession is the largest record a store holds (alone in its chunk), so
+// that a chunk's size and accounting fit in an int on every platform.
 const maxSession = math.MaxInt32
 
 // New returns a store whose janitor removes expired sessions every
@@ -411,8 +421,7 @@ func (m *MemStore) removeLocked(h uint64, s slot) {
 // releaseLocked counts the record at at, which the index no longer points
 // to, as dead. m.mu must be held for writing.
 func (m *MemStore) releaseLocked(at location) {
-	c := m.chunks[at.chunk]
-	_, _, size := c.record(at.offset)
+	c, size := m.chunks[at.chunk], m.size(at)
 	c.live -= size
 	m.recordBytes -= int64(size)
 	if c.live == 0 {
