@@ -26,8 +26,9 @@
 //
 // The store costs the garbage collector nothing per session: tokens and data
 // are written side by side into large byte slices, and the index that finds
-// them, keyed by a hash of the token, holds no pointers, so a million sessions
-// add nothing for the collector to mark. The README has the long form: the
+// them, keyed by a hash of the token, holds no pointers (but for the rare
+// tokens whose hashes collide), so a million sessions add nothing for the
+// collector to mark. The README has the long form: the
 // byte cap, snapshots, monitoring and measurements.
 package memstore
 
