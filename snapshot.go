@@ -15,6 +15,7 @@ import (
 	"runtime"
 	"slices"
 	"time"
+	"unicode/utf8"
 )
 
 // The snapshot format, documented byte by byte in FORMAT.md:
@@ -124,7 +125,8 @@ func (m *MemStore) ReadFrom(r io.Reader) (int64, error) {
 // a mix. An error before the rename removes the temporary file and leaves any
 // previous file as it was; an error syncing the directory comes after it, the
 // new file in place. Only a crash can leave a temporary file (named after
-// name, ending in ".tmp") behind, and it is safe to delete.
+// name, cut to 240 bytes if longer, ending in ".tmp") behind, and it is safe
+// to delete.
 //
 // The file gets mode 0600, whatever the mode of the file it replaces: it
 // holds session data in the clear. Call WriteFile once the HTTP server has
@@ -416,7 +418,7 @@ func (mg *merger) flush() {
 // writeTemp writes a snapshot to a new file in dir, named after base, synced
 // and closed, and returns its name. On an error it removes the file.
 func (m *MemStore) writeTemp(dir, base string) (name string, err error) {
-	f, err := os.CreateTemp(dir, base+".*.tmp") // mode 0600
+	f, err := os.CreateTemp(dir, tempPrefix(base)+".*.tmp") // mode 0600
 	if err != nil {
 		return "", err
 	}
@@ -436,6 +438,25 @@ func (m *MemStore) writeTemp(dir, base string) (name string, err error) {
 		return "", err
 	}
 	return f.Name(), nil
+}
+
+// maxTempPrefix is the longest prefix a temporary file's name takes from
+// the file it replaces: os.CreateTemp adds a dot and up to ten digits, and
+// ".tmp" follows, so that the name stays within the 255 bytes most file
+// systems allow, however long the target's.
+const maxTempPrefix = 255 - len(".4294967295.tmp")
+
+// tempPrefix returns base, cut to at most maxTempPrefix bytes, at the start
+// of a UTF-8 sequence.
+func tempPrefix(base string) string {
+	if len(base) <= maxTempPrefix {
+		return base
+	}
+	cut := maxTempPrefix
+	for cut > 0 && !utf8.RuneStart(base[cut]) {
+		cut--
+	}
+	return base[:cut]
 }
 
 // syncDir makes a rename in dir durable: until the directory itself is

@@ -985,3 +985,34 @@ func TestReadFromTakesOnlyTheFirstCopyOfAToken(t *testing.T) {
 		})
 	}
 }
+
+// TestWriteFileTakesAnyNameLength saves under names of 1 to 255 bytes, the
+// most most file systems allow, ASCII and multi-byte: the temporary file
+// beside it must fit too, whatever the target's length.
+func TestWriteFileTakesAnyNameLength(t *testing.T) {
+	m := newStore(t)
+	mustCommit(t, m, "tok", []byte("data"), inAnHour())
+	want, _ := m.All()
+	for _, base := range []string{
+		"s",
+		strings.Repeat("a", 240),
+		strings.Repeat("b", 241),
+		strings.Repeat("c", 254),
+		strings.Repeat("d", 255),
+		strings.Repeat("é", 127), // 254 bytes, two a rune
+	} {
+		dir := t.TempDir()
+		name := filepath.Join(dir, base)
+		for range 3 { // the random part of the temporary name varies in length
+			if err := m.WriteFile(name); err != nil {
+				t.Fatalf("WriteFile of a %d-byte name: %v", len(base), err)
+			}
+		}
+		mustHoldOnly(t, dir, base)
+		restored := newStore(t)
+		if err := restored.ReadFile(name); err != nil {
+			t.Fatal(err)
+		}
+		mustHoldExactly(t, restored, want)
+	}
+}
