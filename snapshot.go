@@ -4,6 +4,7 @@ package memstore
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -87,6 +88,8 @@ func (m *MemStore) WriteTo(w io.Writer) (int64, error) {
 // ReadFrom reads a snapshot written by WriteTo from r, up to EOF, and adds
 // its sessions to the store. It returns the number of bytes read and
 // implements io.ReaderFrom. It does not retain r: the store keeps copies.
+// An input whose first 9 bytes are not a snapshot's magic number and version
+// is rejected as soon as they are read, without reading on.
 //
 // It is all or nothing. ReadFrom reads and checks the whole snapshot, its
 // checksum included, before it adds anything: if r fails, or what it holds is
@@ -111,11 +114,26 @@ func (m *MemStore) WriteTo(w io.Writer) (int64, error) {
 // data, but one deleted meanwhile may come back from the snapshot: restore
 // before serving requests. ReadFrom works after Close.
 func (m *MemStore) ReadFrom(r io.Reader) (int64, error) {
-	snap, err := io.ReadAll(r) // grows with the bytes that arrive, whatever the input claims
-	if err != nil {
-		return int64(len(snap)), fmt.Errorf("memstore: reading snapshot: %w", err)
+	return m.readFrom(r, 0)
+}
+
+// readFrom is ReadFrom, with room for sizeHint bytes made at once.
+func (m *MemStore) readFrom(r io.Reader, sizeHint int64) (int64, error) {
+	var snap bytes.Buffer
+	snap.Grow(int(max(sizeHint, int64(startLen))))
+	n, err := io.CopyN(&snap, r, int64(startLen))
+	if err == nil || err == io.EOF {
+		if bad := checkStart(snap.Bytes()); bad != nil {
+			return n, bad
+		}
+		var more int64
+		more, err = snap.ReadFrom(r) // grows with the bytes that arrive, whatever the input claims
+		n += more
 	}
-	return int64(len(snap)), m.restore(snap)
+	if err != nil && err != io.EOF {
+		return n, fmt.Errorf("memstore: reading snapshot: %w", err)
+	}
+	return n, m.restore(snap.Bytes())
 }
 
 // WriteFile saves a snapshot of the store, as written by WriteTo, to the
@@ -149,13 +167,24 @@ func (m *MemStore) WriteFile(name string) error {
 // nothing. If the file does not exist the error satisfies
 // errors.Is(err, fs.ErrNotExist), which at a first start means that nothing
 // was saved yet; if it is not a valid snapshot the error wraps
-// ErrBadSnapshot. ReadFile works after Close.
+// ErrBadSnapshot. ReadFile reads no more of a regular file than its size when
+// opened, and rejects any file, a device included, whose first 9 bytes are
+// not a snapshot's. ReadFile works after Close.
 func (m *MemStore) ReadFile(name string) error {
-	snap, err := os.ReadFile(name)
+	f, err := os.Open(name)
 	if err != nil {
 		return err
 	}
-	if err := m.restore(snap); err != nil {
+	defer f.Close()
+	info, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	var r io.Reader = f
+	if info.Mode().IsRegular() {
+		r = io.LimitReader(f, info.Size()) // never more than the file held when opened
+	}
+	if _, err := m.readFrom(r, info.Size()); err != nil {
 		return fmt.Errorf("%s: %w", name, err)
 	}
 	return nil
@@ -270,20 +299,29 @@ type decoder struct {
 
 // header reads the magic number, the version and the entry count.
 func (d *decoder) header() (count uint64, err error) {
-	if got := d.rest[:min(len(d.rest), len(magic))]; string(got) != magic[:len(got)] {
-		return 0, fmt.Errorf("%w: not a memstore snapshot (starts %q)", ErrBadSnapshot, got)
-	}
-	if _, err := d.take(len(magic), "magic number"); err != nil {
+	if err := checkStart(d.rest); err != nil {
 		return 0, err
 	}
-	v, err := d.take(1, "version")
-	if err != nil {
+	if _, err := d.take(startLen, "magic number and version"); err != nil {
 		return 0, err
-	}
-	if v[0] != version {
-		return 0, fmt.Errorf("%w: unknown version %d (this package reads version %d)", ErrBadSnapshot, v[0], version)
 	}
 	return d.uint64("entry count")
+}
+
+// startLen is the length of what begins every snapshot of this version: the
+// magic number and the version.
+const startLen = len(magic) + 1
+
+// checkStart returns an error wrapping ErrBadSnapshot unless b, the first
+// bytes of an input or all of it, could begin a snapshot of this version.
+func checkStart(b []byte) error {
+	if got := b[:min(len(b), len(magic))]; string(got) != magic[:len(got)] {
+		return fmt.Errorf("%w: not a memstore snapshot (starts %q)", ErrBadSnapshot, got)
+	}
+	if len(b) > len(magic) && b[len(magic)] != version {
+		return fmt.Errorf("%w: unknown version %d (this package reads version %d)", ErrBadSnapshot, b[len(magic)], version)
+	}
+	return nil
 }
 
 // entry reads one entry.

@@ -52,6 +52,15 @@ func snapshotOf(version byte, count uint64, body []byte) []byte {
 	return binary.BigEndian.AppendUint32(b, crc32.Checksum(b, crc32c))
 }
 
+// readLen is how much of input ReadFrom reads: all of it, or only its
+// first 9 bytes when they are not those of a snapshot of version 1.
+func readLen(input []byte) int64 {
+	if len(input) >= 9 && !bytes.HasPrefix(input, append([]byte(snapMagic), 1)) {
+		return 9
+	}
+	return int64(len(input))
+}
+
 // entryBytes encodes one entry.
 func entryBytes(e snapEntry) []byte {
 	b := binary.AppendUvarint(nil, uint64(len(e.token)))
@@ -343,8 +352,8 @@ func TestReadFromRejectsBadSnapshots(t *testing.T) {
 			if !errors.Is(err, memstore.ErrBadSnapshot) {
 				t.Errorf("%s: ReadFrom error = %v; want one wrapping ErrBadSnapshot", name, err)
 			}
-			if n != int64(len(input)) {
-				t.Errorf("%s: ReadFrom read %d bytes; want all %d", name, n, len(input))
+			if want := readLen(input); n != want {
+				t.Errorf("%s: ReadFrom read %d bytes; want %d of %d", name, n, want, len(input))
 			}
 			mustBeUnchanged(t, m, before, name)
 		}
@@ -766,8 +775,8 @@ func FuzzReadFrom(f *testing.F) {
 		start := time.Now()
 		n, err := m.ReadFrom(bytes.NewReader(input))
 		end := time.Now()
-		if n != int64(len(input)) {
-			t.Fatalf("ReadFrom read %d bytes; want all %d", n, len(input))
+		if want := readLen(input); n != want {
+			t.Fatalf("ReadFrom read %d bytes; want %d of %d", n, want, len(input))
 		}
 		if err != nil {
 			if !errors.Is(err, memstore.ErrBadSnapshot) {
@@ -1015,4 +1024,45 @@ func TestWriteFileTakesAnyNameLength(t *testing.T) {
 		}
 		mustHoldExactly(t, restored, want)
 	}
+}
+
+// zeros is an endless reader of zero bytes that counts what it gives.
+type zeros struct{ read int64 }
+
+func (z *zeros) Read(p []byte) (int, error) {
+	clear(p)
+	z.read += int64(len(p))
+	return len(p), nil
+}
+
+// TestReadFromRejectsAWrongStartAtOnce feeds ReadFrom an endless stream of
+// zeros: it must stop after the first 9 bytes, the magic number and version,
+// with an error, rather than read until memory runs out.
+func TestReadFromRejectsAWrongStartAtOnce(t *testing.T) {
+	m := newStore(t)
+	var z zeros
+	n, err := m.ReadFrom(&z)
+	if !errors.Is(err, memstore.ErrBadSnapshot) || n != 9 || z.read > 9 {
+		t.Fatalf("ReadFrom of endless zeros = %d, %v after %d bytes given; want 9, ErrBadSnapshot", n, err, z.read)
+	}
+}
+
+// TestReadFileReadsNoMoreThanTheFile: a device that never ends, /dev/zero,
+// is rejected at once, and a regular file is still read whole.
+func TestReadFileReadsNoMoreThanTheFile(t *testing.T) {
+	m := newStore(t)
+	if runtime.GOOS != "windows" {
+		if err := m.ReadFile("/dev/zero"); !errors.Is(err, memstore.ErrBadSnapshot) {
+			t.Fatalf("ReadFile(/dev/zero) = %v; want ErrBadSnapshot", err)
+		}
+	}
+	name := filepath.Join(t.TempDir(), "snapshot")
+	snap := validSnapshot(snapEntry{"tok", time.Now().Add(time.Hour).UnixNano(), []byte("data")})
+	if err := os.WriteFile(name, snap, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.ReadFile(name); err != nil {
+		t.Fatal(err)
+	}
+	mustFind(t, m, "tok", []byte("data"))
 }
