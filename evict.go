@@ -30,9 +30,12 @@ var ErrTooLarge = errors.New("memstore: session larger than the store's byte cap
 // chunk is compacted, so when no chunk is half dead after 16 rounds of
 // removals, the next removal compacts its own chunk at once, taking with it
 // the sessions there that expire no later (sessions written together expire
-// together). In the worst case a Commit thus holds the lock for 48 rounds of
-// sampling and one chunk's compaction, tens of microseconds, and evicts up to
-// a chunk's sessions (1/64 of the cap at most).
+// together). For a session of up to 4 KiB, which needs less room than a
+// compaction frees, the worst case of a Commit is thus 48 rounds of sampling
+// and one chunk's compaction under the lock, tens of microseconds, and up to
+// a chunk's sessions evicted (1/64 of the cap at most). A larger session,
+// held in a chunk of its own, makes room for all its bytes the same way, a
+// chunk at a time.
 //
 // Commit copies a session's bytes before it takes the lock, and they count
 // once it publishes them, so the bytes of Commits in flight are outside
@@ -80,8 +83,8 @@ const evictionSamples = 5
 // removing with it every session there that expires no later: written
 // together, they expire together. An expired session's chunk is preferred:
 // chunkRounds more rounds look for one before a live session's chunk goes.
-// Making room thus costs a few map steps a round, and at most a chunk's copy,
-// whatever the store's size.
+// Making room thus costs a few map steps a round and, now and then, a
+// chunk's copy, whatever the store's size.
 func (m *MemStore) makeRoomLocked(r reservation) {
 	if m.maxBytes == 0 {
 		return
