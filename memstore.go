@@ -410,10 +410,11 @@ func (m *MemStore) colliderAtLocked(at location) (string, bool) {
 	return "", false
 }
 
-// removeLocked removes the session in s, whose token hashes to h. Every
-// removal (Delete, an overwrite, an expired Commit, the sweep, an eviction)
-// comes here, so that the sizes always match the index. m.mu must be held for
-// writing.
+// removeLocked removes the session in s, whose token hashes to h: Delete, an
+// expired Commit, the sweep and eviction come here, and an overwrite without
+// a cap goes to releaseLocked alone, so that the sizes always match the
+// index. (compactLocked, which drops the whole chunk, counts its own.) m.mu
+// must be held for writing.
 func (m *MemStore) removeLocked(h uint64, s slot) {
 	m.deleteAtLocked(h, s.at)
 	m.releaseLocked(s.at)
