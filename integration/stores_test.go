@@ -21,7 +21,8 @@ import (
 // The stores this module checks and measures: this module's memstore, scs
 // v2's own memstore, the original engine's go-cache design (cacheStore,
 // below), and scs's stores on real databases: redisstore against a
-// redis-server (redis_test.go), sqlite3store on a SQLite file
+// redis-server (redis_test.go), without persistence and with an append-only
+// file synced every second, sqlite3store on a SQLite file in WAL mode
 // (sqlite_test.go), postgresstore against a PostgreSQL server
 // (postgres_test.go), the servers started by the tests on free loopback
 // ports. The storetest kit runs over every one of them (kit_test.go); the
@@ -154,7 +155,13 @@ var stores = []storeKind{
 	},
 	{
 		name:     "redis",
-		open:     openRedis,
+		open:     redisOpener(redisInMemory),
+		requires: redisNeeded,
+		skips:    map[string]string{"ctx-methods-behave-like-plain-ones": noCtxMethods},
+	},
+	{
+		name:     "redis-aof",
+		open:     redisOpener(redisAppendOnly),
 		requires: redisNeeded,
 		skips:    map[string]string{"ctx-methods-behave-like-plain-ones": noCtxMethods},
 	},
