@@ -14,7 +14,8 @@ import (
 )
 
 // scs's sqlite3store runs over modernc.org/sqlite on a database file of its
-// own, in a temporary directory, in WAL mode, with the schema of
+// own, in a temporary directory, in WAL mode with SQLite's default
+// synchronous=FULL (every commit synced to disk), with the schema of
 // sqlite3store's README.
 
 // sqliteSchema is the schema that scs's sqlite3store README gives.
@@ -47,9 +48,15 @@ func openSQLite(busyTimeout time.Duration) func(testing.TB) storetest.MakeStore 
 		// Every connection runs the pragmas of the DSN as it opens: check
 		// that they took.
 		var mode string
-		var timeout int64
+		var timeout, synchronous int64
 		if err := db.QueryRow("PRAGMA journal_mode").Scan(&mode); err != nil || mode != "wal" {
 			tb.Fatalf("PRAGMA journal_mode = %q, %v; want wal", mode, err)
+		}
+		// SQLite's default, FULL (2), syncs the write-ahead log at every
+		// commit: what the README's comparisons with crash-safe stores
+		// count on.
+		if err := db.QueryRow("PRAGMA synchronous").Scan(&synchronous); err != nil || synchronous != 2 {
+			tb.Fatalf("PRAGMA synchronous = %d, %v; want 2 (FULL)", synchronous, err)
 		}
 		if err := db.QueryRow("PRAGMA busy_timeout").Scan(&timeout); err != nil || timeout != busyTimeout.Milliseconds() {
 			tb.Fatalf("PRAGMA busy_timeout = %d, %v; want %d", timeout, err, busyTimeout.Milliseconds())
