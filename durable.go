@@ -153,16 +153,16 @@ type durableLog struct {
 	rewritten chan error    // the result of the rewrite in progress; nil when none is
 
 	// Owned by the writer goroutine.
-	file       *os.File  // the current log
-	gen        uint64    // its generation
-	written    int64     // its size
-	unsynced   bool      // it has records written but not synced
-	older      int64     // the bytes of the logs since the base, but the current one
-	owed       bool      // records were lost to a disk error since the last base: only a rewrite catches up
-	owedBefore bool      // owed, as it was when the rewrite in progress started
-	due        bool      // a rewrite is wanted
-	retryAt    time.Time // after a failure, the earliest time to try a rewrite again
-	spare      []byte    // the other buffer for pending
+	file       *os.File         // the current log
+	gen        uint64           // its generation
+	written    int64            // its size
+	unsynced   bool             // it has records written but not synced
+	older      int64            // the bytes of the logs since the base, but the current one
+	owed       bool             // records were lost to a disk error since the last base: only a rewrite catches up
+	owedBefore bool             // owed, as it was when the rewrite in progress started
+	due        bool             // a rewrite is wanted
+	retry      <-chan time.Time // after a failure, fires when a rewrite may be tried again; nil otherwise
+	spare      []byte           // the other buffer for pending
 }
 
 // diskStats are the durable mode's figures in Stats.
@@ -297,18 +297,20 @@ func (d restoredDir) startLog(m *MemStore, lock *os.File) error {
 // the janitor, so that a store its owner forgot to close can be collected.
 func (l *durableLog) run(store weak.Pointer[MemStore]) {
 	defer close(l.exited)
-	tick := l.interval
-	if tick == 0 {
-		tick = retryInterval
+	var tick <-chan time.Time // syncs every interval; under an interval of 0, callers ask
+	if l.interval > 0 {
+		ticker := time.NewTicker(l.interval)
+		defer ticker.Stop()
+		tick = ticker.C
 	}
-	ticker := time.NewTicker(tick)
-	defer ticker.Stop()
 	for {
 		sync := false
 		select {
 		case <-l.wake:
-		case <-ticker.C:
+		case <-tick:
 			sync = true
+		case <-l.retry:
+			l.retry = nil
 		case err := <-l.rewritten:
 			l.rewriteDone(err)
 		case <-l.done:
@@ -416,14 +418,14 @@ func (l *durableLog) fail(err error) {
 	l.stats.diskErrors++
 	l.mu.Unlock()
 	complete(b, fmt.Errorf("%w: %w", ErrNotDurable, err))
-	l.owed, l.due = true, true
-	l.retryAt = time.Now().Add(retryInterval)
+	l.owed = true
+	l.retryLater()
 }
 
 // rewriteDue reports whether a rewrite should start now.
 func (l *durableLog) rewriteDue(store weak.Pointer[MemStore]) bool {
 	switch {
-	case l.rewritten != nil || time.Now().Before(l.retryAt):
+	case l.rewritten != nil || l.retry != nil:
 		return false
 	case l.due:
 		return true
@@ -433,6 +435,12 @@ func (l *durableLog) rewriteDue(store weak.Pointer[MemStore]) bool {
 		return false
 	}
 	return l.older+l.written > 2*m.liveSnapshotBytes()+l.slack
+}
+
+// retryLater asks for a rewrite after retryInterval.
+func (l *durableLog) retryLater() {
+	l.due = true
+	l.retry = time.After(retryInterval)
 }
 
 // stop asks the writer to finish, without waiting for it. It is safe to

@@ -166,8 +166,7 @@ func (l *durableLog) rewriteDone(err error) error {
 	if err != nil {
 		l.stats.diskErrors++
 		l.owed = l.owed || l.owedBefore
-		l.due = true
-		l.retryAt = time.Now().Add(retryInterval)
+		l.retryLater()
 		return fmt.Errorf("memstore: rewriting %s: %w", l.dir, err)
 	}
 	l.stats.rewrites++
