@@ -386,3 +386,44 @@ func TestOpenTwiceInOneProcess(t *testing.T) {
 	m = reopen(t, m, dir) // Close released the directory
 	mustFind(t, m, "tok", []byte("data"))
 }
+
+// TestLogFormatExample checks the log example at the end of FORMAT.md, byte
+// for byte: the log that a Commit and a Delete write, and what Open reads
+// from it.
+func TestLogFormatExample(t *testing.T) {
+	example := []byte{
+		0x89, 0x4D, 0x45, 0x4D, 0x53, 0x4C, 0x4F, 0x47, // magic
+		0x01,                   // version 1
+		0x00, 0x00, 0x00, 0x0F, // length: 15
+		0x16, 0x74, 0x77, 0xE3, // CRC-32C of the length
+		0x30, 0x46, 0x84, 0xDB, // CRC-32C of the payload
+		0x01,                   // put
+		0x03, 0x74, 0x6F, 0x6B, // token length 3, "tok"
+		0x64, 0xBA, 0x04, 0x3A, 0xC9, 0xBA, 0x00, 0x00, // expiry: 7258118400000000000
+		0x68, 0x69, // data "hi"
+		0x00, 0x00, 0x00, 0x04, // length: 4
+		0x8F, 0xFD, 0xDC, 0xD8, // CRC-32C of the length
+		0xA0, 0xF7, 0xDD, 0xB9, // CRC-32C of the payload
+		0x02,             // delete
+		0x74, 0x6F, 0x6B, // token "tok"
+	}
+	dir := t.TempDir()
+	m := openStore(t, dir)
+	mustCommit(t, m, "tok", []byte("hi"), time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC))
+	if err := m.Delete("tok"); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := dirContents(t, dir)["log.0000000000000001"]; got != string(example) {
+		t.Fatalf("the log holds\n% X\nwant\n% X", got, example)
+	}
+
+	// Without the delete, the put restores the session.
+	d := t.TempDir()
+	if err := os.WriteFile(filepath.Join(d, "log.0000000000000001"), example[:36], 0o600); err != nil {
+		t.Fatal(err)
+	}
+	mustHoldExactly(t, openStore(t, d), map[string][]byte{"tok": []byte("hi")})
+}
