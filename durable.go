@@ -145,12 +145,11 @@ type durableLog struct {
 	closed  bool       // Close has begun: records are not kept
 	stats   diskStats  // what Stats reports of the disk
 
-	wake      chan struct{} // holds a value when there are records for the writer
-	done      chan struct{} // closed once, by stop, to ask the writer to finish
-	stopOnce  sync.Once
-	exited    chan struct{} // closed by the writer as it returns
-	closeErr  error         // the first error the writer met finishing: set before exited is closed
-	rewritten chan error    // the result of the rewrite in progress; nil when none is
+	wake     chan struct{} // holds a value when there are records for the writer
+	done     chan struct{} // closed once, by stop, to ask the writer to finish
+	stopOnce sync.Once
+	exited   chan struct{} // closed by the writer as it returns
+	closeErr error         // the first error the writer met finishing: set before exited is closed
 
 	// Owned by the writer goroutine.
 	file       *os.File         // the current log
@@ -162,6 +161,7 @@ type durableLog struct {
 	owedBefore bool             // owed, as it was when the rewrite in progress started
 	due        bool             // a rewrite is wanted
 	retry      <-chan time.Time // after a failure, fires when a rewrite may be tried again; nil otherwise
+	rewritten  chan error       // the result of the rewrite in progress; nil when none is
 	spare      []byte           // the other buffer for pending
 }
 
