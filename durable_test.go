@@ -7,6 +7,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -426,4 +427,24 @@ func TestLogFormatExample(t *testing.T) {
 		t.Fatal(err)
 	}
 	mustHoldExactly(t, openStore(t, d), map[string][]byte{"tok": []byte("hi")})
+}
+
+func TestForgottenDurableStoreSyncsAndReleasesItsDirectory(t *testing.T) {
+	dir := t.TempDir()
+	func() {
+		m, err := memstore.Open(dir, time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mustCommit(t, m, "tok", []byte("data"), inAnHour())
+	}()
+	var m *memstore.MemStore
+	eventually(t, "released by the forgotten store", func() bool {
+		runtime.GC()
+		var err error
+		m, err = memstore.Open(dir, 0)
+		return err == nil
+	})
+	t.Cleanup(func() { m.Close() })
+	mustHoldExactly(t, m, map[string][]byte{"tok": []byte("data")})
 }
