@@ -7,3 +7,10 @@ package memstore
 func WithCollisions() Option {
 	return func(m *MemStore) { m.fewHashes = true }
 }
+
+// WithRewriteSlack sets how far past twice the live sessions' size a log
+// grows before a rewrite, so that tests see rewrites without writing
+// megabytes.
+func WithRewriteSlack(n int64) Option {
+	return func(m *MemStore) { m.rewriteSlack = n }
+}

@@ -52,6 +52,10 @@ type MemStore struct {
 	fewHashes bool         // for tests only: tokens hash to their length modulo fewHashes
 	janitor   *janitor     // the background sweep; nil when New was given no cleanup interval
 
+	syncInterval time.Duration // see WithSyncInterval; Open's stores only
+	rewriteSlack int64         // see rewriteSlack; smaller in tests
+	log          *durableLog   // records every change on disk; nil but in stores from Open
+
 	tail tail // where records are written; its own lock, taken after mu when both are
 
 	mu           sync.RWMutex    // guards the fields below
@@ -102,23 +106,36 @@ const maxSession = math.MaxInt32
 // that becomes unreachable without Close stops its janitor when it is
 // garbage-collected.
 func New(cleanupInterval time.Duration, opts ...Option) *MemStore {
+	m := newStore(opts)
+	m.startJanitor(cleanupInterval)
+	return m
+}
+
+// newStore returns an empty store with opts applied, with no goroutine.
+func newStore(opts []Option) *MemStore {
 	m := &MemStore{
-		epoch:  time.Now(),
-		seed:   maphash.MakeSeed(),
-		index:  make(map[uint64]slot),
-		chunks: []*chunk{nil}, // id 0 means unregistered
+		epoch:        time.Now(),
+		seed:         maphash.MakeSeed(),
+		syncInterval: defaultSyncInterval,
+		rewriteSlack: rewriteSlack,
+		index:        make(map[uint64]slot),
+		chunks:       []*chunk{nil}, // id 0 means unregistered
 	}
 	for _, opt := range opts {
 		opt(m)
 	}
 	m.chunkSize = chunkSizeFor(m.maxBytes)
-	if cleanupInterval > 0 {
-		m.janitor = startJanitor(m, cleanupInterval)
-	}
 	return m
 }
 
-// Option configures a store; pass options to New.
+// startJanitor starts the janitor, if cleanupInterval asks for one.
+func (m *MemStore) startJanitor(cleanupInterval time.Duration) {
+	if cleanupInterval > 0 {
+		m.janitor = startJanitor(m, cleanupInterval)
+	}
+}
+
+// Option configures a store; pass options to New or Open.
 type Option func(*MemStore)
 
 // Find returns the data of the session with the given token. A token that is
@@ -147,7 +164,12 @@ func (m *MemStore) Find(token string) (b []byte, found bool, err error) {
 // Under a cap set by WithMaxBytes, Commit may evict other sessions to make
 // room; a session larger than the whole cap is refused with an error wrapping
 // ErrTooLarge, and the token keeps what it held. So is a session of 2 GiB or
-// more, with or without a cap. Otherwise the error is nil.
+// more, with or without a cap.
+//
+// In a store from Open, Commit records the session on disk too, within the
+// sync interval; with an interval of 0 it returns once the session is on
+// disk, or an error wrapping ErrNotDurable if it could not be written (the
+// session is held in memory all the same). Otherwise the error is nil.
 func (m *MemStore) Commit(token string, b []byte, expiry time.Time) error {
 	deadline, live := m.deadline(expiry)
 	if !live {
@@ -162,9 +184,16 @@ func (m *MemStore) Commit(token string, b []byte, expiry time.Time) error {
 	writeRecord(r.buf, token, b)
 
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	m.putLocked(h, token, r, deadline)
-	return nil
+	var synced *syncBatch
+	if m.log != nil {
+		synced = m.log.putLocked(token, b, expiry)
+	}
+	m.mu.Unlock()
+	if err := awaitSync(synced); err != nil && m.syncInterval == 0 {
+		return err
+	}
+	return nil // under an interval, a Commit waits only when the disk falls behind, and promises nothing
 }
 
 // Save is Commit under the name the original scs engine API used.
@@ -173,7 +202,11 @@ func (m *MemStore) Save(token string, b []byte, expiry time.Time) error {
 }
 
 // Delete removes the session with the given token. Deleting an unknown token
-// does nothing. The error is always nil.
+// does nothing in memory.
+//
+// In a store from Open, Delete returns once the deletion is on disk, or an
+// error wrapping ErrNotDurable if it could not be written (the session is
+// gone from memory all the same). Otherwise the error is nil.
 func (m *MemStore) Delete(token string) error {
 	h := m.hash(token)
 	m.mu.Lock()
@@ -181,8 +214,12 @@ func (m *MemStore) Delete(token string) error {
 		m.removeLocked(h, s)
 		m.compactWhileTooDeadLocked()
 	}
+	var synced *syncBatch
+	if m.log != nil {
+		synced = m.log.deleteLocked(token)
+	}
 	m.mu.Unlock()
-	return nil
+	return awaitSync(synced)
 }
 
 // All returns a new map from token to data holding every unexpired session.

@@ -5,6 +5,7 @@ package memstore
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -262,7 +263,7 @@ func (m *MemStore) restore(snap []byte) error {
 	mg := merger{m: m, batch: make([]restored, 0, batchSize), taken: make(map[string]struct{})}
 	decode(snap, mg.add) // checked above: no error
 	mg.flush()
-	return nil
+	return awaitSync(mg.synced)
 }
 
 // decoded is one entry as read from a snapshot; token and data point into it.
@@ -394,15 +395,17 @@ func (d *decoder) lengthPrefixed(what string) ([]byte, error) {
 // short write-lock hold, so that requests run between batches however large
 // the snapshot.
 type merger struct {
-	m     *MemStore
-	batch []restored
-	taken map[string]struct{} // every token met so far in the snapshot
+	m      *MemStore
+	batch  []restored
+	taken  map[string]struct{} // every token met so far in the snapshot
+	synced *syncBatch          // in a store from Open, the sync to wait for, if any
 }
 
 // restored is one session of a snapshot on its way into the store.
 type restored struct {
 	token    string
 	data     []byte // points into the snapshot
+	expiry   time.Time
 	deadline time.Duration
 	r        reservation
 }
@@ -417,14 +420,15 @@ func (mg *merger) add(d decoded) {
 	}
 	token := string(d.token)
 	mg.taken[token] = struct{}{}
-	deadline, live := mg.m.deadline(time.Unix(0, d.expiry))
+	expiry := time.Unix(0, d.expiry)
+	deadline, live := mg.m.deadline(expiry)
 	// Under a cap, a session larger than the whole cap is skipped, like an
 	// expired one: the snapshot is valid and every other session can still
 	// be restored.
 	if !live || mg.m.checkSize(recordSize(len(token), len(d.data))) != nil {
 		return
 	}
-	mg.batch = append(mg.batch, restored{token: token, data: d.data, deadline: deadline})
+	mg.batch = append(mg.batch, restored{token: token, data: d.data, expiry: expiry, deadline: deadline})
 	if len(mg.batch) == cap(mg.batch) {
 		mg.flush()
 	}
@@ -449,6 +453,9 @@ func (mg *merger) flush() {
 			continue
 		}
 		m.putLocked(h, s.token, s.r, s.deadline)
+		if m.log != nil {
+			mg.synced = cmp.Or(m.log.putLocked(s.token, s.data, s.expiry), mg.synced)
+		}
 	}
 	mg.batch = mg.batch[:0]
 }

@@ -27,6 +27,12 @@ type Stats struct {
 	Sweeps               uint64        // janitor passes completed
 	LastSweep            time.Duration // how long the last janitor pass took
 	LastSweepLongestHold time.Duration // the longest the last pass held the lock at one time
+
+	// A store from Open reports its disk here; one from New, zeros.
+	Syncs       uint64 // fsyncs of the log
+	Rewrites    uint64 // bases written afresh, each replacing the files before it
+	DiskErrors  uint64 // failed writes, syncs and rewrites: the store kept serving from memory
+	TornRecords uint64 // records cut short by a crash at the end of a log, dropped by Open
 }
 
 // Stats returns the store's figures. It takes the read lock for a moment,
@@ -34,7 +40,7 @@ type Stats struct {
 func (m *MemStore) Stats() Stats {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	return Stats{
+	st := Stats{
 		Sessions:             m.lenLocked(),
 		Bytes:                m.heldLocked(),
 		MaxBytes:             m.maxBytes,
@@ -45,4 +51,8 @@ func (m *MemStore) Stats() Stats {
 		LastSweep:            m.counters.lastSweep,
 		LastSweepLongestHold: m.counters.lastSweepLongestHold,
 	}
+	if m.log != nil {
+		m.log.addStats(&st)
+	}
+	return st
 }

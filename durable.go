@@ -1,0 +1,505 @@
+// SPDX-License-Identifier: MIT
+
+package memstore
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"time"
+	"weak"
+)
+
+// ErrNotDurable is wrapped by the error of a Delete, or of a Commit under a
+// sync interval of 0, that changed the store in memory but could not put the
+// change on disk: a write or fsync failed (the disk is full, say), or the
+// store was closed. The store keeps serving from memory, and it catches up on
+// disk once the disk works again.
+var ErrNotDurable = errors.New("memstore: change not on disk")
+
+// ErrLocked is wrapped by the error of Open when another open store, in this
+// process or another, holds the directory.
+var ErrLocked = errors.New("memstore: directory in use by another store")
+
+// defaultSyncInterval is Redis's appendfsync everysec.
+const defaultSyncInterval = time.Second
+
+// WithSyncInterval sets how long a Commit to a store from Open may stay only
+// in memory: a Commit is on disk, fsync'ed, at most d after it returns (plus
+// the time a write and an fsync take). The default is one second, as Redis's
+// appendfsync everysec. A d of 0 or less makes every Commit wait until it is
+// on disk, concurrent Commits sharing one fsync. Delete is always on disk
+// before it returns, whatever d. New ignores this option.
+func WithSyncInterval(d time.Duration) Option {
+	return func(m *MemStore) { m.syncInterval = max(d, 0) }
+}
+
+// Open returns a store that holds its sessions in memory, as New does, and
+// also in the directory dir, so that they survive a crash of the process or
+// the machine. dir is created, with mode 0700, if missing. Open first
+// restores what dir holds, skipping sessions that have expired meanwhile;
+// then the store records every change in an append-only log in dir. Find and
+// All read memory alone, as in New's stores.
+//
+// Commit returns once the change is in memory, and it is on disk within the
+// sync interval (see WithSyncInterval). Delete returns once the deletion is
+// on disk, so that a session a user logged out of, or that a token renewal
+// replaced, never comes back after a crash. That costs an fsync, shared by
+// the Deletes made meanwhile: milliseconds on a disk without a write cache,
+// less than the password check of a login. A Delete records its token even
+// when the store does not hold it, since the session may have been evicted
+// from memory and still be on disk.
+//
+// If the disk fails (a write or fsync fails, or it is full) the store keeps
+// serving from memory, counts the failure in Stats.DiskErrors, and Delete
+// and, with a sync interval of 0, Commit return an error wrapping
+// ErrNotDurable. Every second it tries again, by writing the sessions afresh;
+// once that succeeds the disk has caught up. Nothing already on disk is lost
+// or damaged meanwhile.
+//
+// The janitor's removals of expired sessions are not recorded: a restore
+// skips expired sessions anyway. Nor are evictions under WithMaxBytes: after
+// a crash an evicted session may come back, to be evicted again if room is
+// short.
+//
+// The log grows with every change. When it passes twice the size of the
+// live sessions plus 16 MiB, a background rewrite writes the live sessions
+// as a new base, a snapshot in the format of WriteFile, starts a new log, and
+// deletes the files before them; a restart does so too, so that Open does not
+// replay the same log again and again. Requests do not wait for a rewrite.
+// So dir holds, besides a rewrite in progress, at most a base and a log each
+// about the live sessions' size when written, the log up to twice plus
+// 16 MiB: no more than about three times the live sessions' size on disk,
+// plus 16 MiB, and a new base's worth more while a rewrite runs.
+//
+// A crash at any moment, a rewrite's included, leaves dir in a state Open
+// restores. A record cut short by a crash at the end of a log is dropped and
+// counted in Stats.TornRecords; a bad record anywhere else means damage: Open
+// then fails with an error wrapping ErrBadSnapshot that names the file and
+// the offset, and changes nothing in dir. FORMAT.md describes the files, and
+// the README how to recover from damage.
+//
+// Only one open store may hold dir at a time: a second Open of it, in this
+// process or another, fails with an error wrapping ErrLocked. The lock is an
+// advisory file lock on dir/LOCK, which the operating system releases when
+// the process ends, however it ends. Open is available on Linux, macOS, the
+// BSDs and Windows; elsewhere it returns an error.
+//
+// Close writes and syncs what is not on disk yet, waits for a rewrite in
+// progress, and releases dir; after Close the store keeps working in
+// memory, but records nothing (see Close). An Open that fails releases dir
+// and returns a nil store.
+func Open(dir string, cleanupInterval time.Duration, opts ...Option) (*MemStore, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	lock, err := lockDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	m := newStore(opts)
+	d, err := m.restoreDir(dir)
+	if err == nil {
+		err = d.startLog(m, lock)
+	}
+	if err != nil {
+		lock.Close()
+		return nil, err
+	}
+	m.startJanitor(cleanupInterval)
+	return m, nil
+}
+
+// retryInterval is how long the store waits, after a disk error or a failed
+// rewrite, before it tries again.
+const retryInterval = time.Second
+
+// writeAt is how many bytes of records are held before they are written,
+// however long until the next sync: the log writes in large pieces.
+const writeAt = 256 << 10
+
+// maxPending is how many bytes of records a store lets pile up, if the disk
+// falls behind, before a Commit waits for them to be written.
+const maxPending = 16 << 20
+
+// rewriteSlack is how far past twice the live sessions' size a log grows
+// before a rewrite, so that a small store does not rewrite at every change.
+const rewriteSlack = 16 << 20
+
+// durableLog records a store's changes in its directory. Changes are
+// appended to pending under MemStore.mu, in the order they change the store;
+// the writer goroutine writes and syncs them.
+type durableLog struct {
+	dir      string
+	interval time.Duration // see WithSyncInterval
+	slack    int64         // rewriteSlack, smaller in tests
+	lock     *os.File      // holds dir's lock until the writer returns
+
+	mu      sync.Mutex // guards the fields below; taken after MemStore.mu when both are
+	pending []byte     // records not written yet
+	batch   *syncBatch // completed by the next sync; nil until a caller waits for one
+	failed  error      // why the last write or sync failed: records are not kept until a rewrite starts
+	closed  bool       // Close has begun: records are not kept
+	stats   diskStats  // what Stats reports of the disk
+
+	wake     chan struct{} // holds a value when there are records for the writer
+	done     chan struct{} // closed once, by stop, to ask the writer to finish
+	stopOnce sync.Once
+	exited   chan struct{} // closed by the writer as it returns
+	closeErr error         // the first error the writer met finishing: set before exited is closed
+
+	// Owned by the writer goroutine.
+	file       *os.File         // the current log
+	gen        uint64           // its generation
+	written    int64            // its size
+	unsynced   bool             // it has records written but not synced
+	older      int64            // the bytes of the logs since the base, but the current one
+	owed       bool             // records were lost to a disk error since the last base: only a rewrite catches up
+	owedBefore bool             // owed, as it was when the rewrite in progress started
+	due        bool             // a rewrite is wanted
+	retry      <-chan time.Time // after a failure, fires when a rewrite may be tried again; nil otherwise
+	rewritten  chan error       // the result of the rewrite in progress; nil when none is
+	spare      []byte           // the other buffer for pending
+}
+
+// diskStats are the durable mode's figures in Stats.
+type diskStats struct {
+	syncs      uint64
+	rewrites   uint64
+	diskErrors uint64
+	torn       uint64
+}
+
+// syncBatch is one sync that callers wait for: the records appended before
+// it was taken are on disk once done is closed, unless err says otherwise.
+type syncBatch struct {
+	done chan struct{}
+	err  error // set before done is closed
+}
+
+// putLocked records a Commit. It returns the sync to wait for, if the caller
+// must. m.mu must be held for writing, so that records are in the order of
+// the changes.
+func (l *durableLog) putLocked(token string, data []byte, expiry time.Time) *syncBatch {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	wait := l.interval == 0 || len(l.pending) >= maxPending
+	if err := l.refusingLocked(); err != nil {
+		return refused(wait, err)
+	}
+	l.pending = appendPut(l.pending, token, data, unixNano(expiry))
+	return l.queuedLocked(wait)
+}
+
+// deleteLocked records a Delete, and returns the sync to wait for. m.mu
+// must be held for writing.
+func (l *durableLog) deleteLocked(token string) *syncBatch {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err := l.refusingLocked(); err != nil {
+		return refused(true, err)
+	}
+	l.pending = appendDelete(l.pending, token)
+	return l.queuedLocked(true)
+}
+
+// refusingLocked returns why records are not kept now, if they are not.
+func (l *durableLog) refusingLocked() error {
+	switch {
+	case l.closed:
+		return fmt.Errorf("%w: the store is closed", ErrNotDurable)
+	case l.failed != nil:
+		return fmt.Errorf("%w: %w", ErrNotDurable, l.failed)
+	}
+	return nil
+}
+
+// refused returns a sync that failed with err, for a caller that waits.
+func refused(wait bool, err error) *syncBatch {
+	if !wait {
+		return nil
+	}
+	b := &syncBatch{done: make(chan struct{}), err: err}
+	close(b.done)
+	return b
+}
+
+// queuedLocked wakes the writer if a caller waits or there is enough to
+// write, and returns the sync the caller waits for, if it does.
+func (l *durableLog) queuedLocked(wait bool) *syncBatch {
+	if !wait {
+		if len(l.pending) >= writeAt {
+			l.signal()
+		}
+		return nil
+	}
+	if l.batch == nil {
+		l.batch = &syncBatch{done: make(chan struct{})}
+	}
+	l.signal()
+	return l.batch
+}
+
+func (l *durableLog) signal() {
+	select {
+	case l.wake <- struct{}{}:
+	default:
+	}
+}
+
+// awaitSync waits for b, if not nil, and returns its error.
+func awaitSync(b *syncBatch) error {
+	if b == nil {
+		return nil
+	}
+	<-b.done
+	return b.err
+}
+
+// startLog starts a new log in d and its writer, and attaches them to m.
+// On an error nothing was started.
+func (d restoredDir) startLog(m *MemStore, lock *os.File) error {
+	file, err := createLog(d.dir, d.nextGen)
+	if err != nil {
+		return err
+	}
+	for _, name := range d.stale {
+		os.Remove(filepath.Join(d.dir, name)) // left by a crash; a failure leaves them for the next Open
+	}
+	l := &durableLog{
+		dir:      d.dir,
+		interval: m.syncInterval,
+		slack:    m.rewriteSlack,
+		lock:     lock,
+		stats:    diskStats{torn: d.torn},
+		wake:     make(chan struct{}, 1),
+		done:     make(chan struct{}),
+		exited:   make(chan struct{}),
+		file:     file,
+		gen:      d.nextGen,
+		written:  int64(logStartLen),
+		older:    d.older,
+		due:      d.replayed, // fold the logs replayed into a base
+	}
+	m.log = l
+	if l.due {
+		l.signal() // the writer looks for work when woken
+	}
+	go l.run(weak.Make(m))
+	runtime.AddCleanup(m, (*durableLog).stop, l)
+	return nil
+}
+
+// run writes and syncs records until stopped. It holds store weakly, like
+// the janitor, so that a store its owner forgot to close can be collected.
+func (l *durableLog) run(store weak.Pointer[MemStore]) {
+	defer close(l.exited)
+	var tick <-chan time.Time // syncs every interval; under an interval of 0, callers ask
+	if l.interval > 0 {
+		ticker := time.NewTicker(l.interval)
+		defer ticker.Stop()
+		tick = ticker.C
+	}
+	for {
+		sync := false
+		select {
+		case <-l.wake:
+		case <-tick:
+			sync = true
+		case <-l.retry:
+			l.retry = nil
+		case err := <-l.rewritten:
+			l.rewriteDone(err)
+		case <-l.done:
+			l.closeErr = l.finish(store)
+			return
+		}
+		l.flush(sync)
+		if l.rewriteDue(store) {
+			if m := store.Value(); m != nil {
+				l.startRewrite(m)
+			}
+		}
+	}
+}
+
+// flush writes the pending records, and syncs them if a caller waits, or
+// if sync is set and some are not synced yet.
+func (l *durableLog) flush(sync bool) {
+	buf, b, failed := l.takePending()
+	l.writeOut(buf, b, failed, sync)
+}
+
+// takePending takes the records pending, the sync callers wait for, and the
+// failure that keeps records out, if any.
+func (l *durableLog) takePending() (buf []byte, b *syncBatch, failed error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	buf, b, failed = l.pending, l.batch, l.failed
+	l.pending, l.batch, l.spare = l.spare[:0], nil, nil
+	return buf, b, failed
+}
+
+// writeOut writes buf, taken by takePending, to the current log, unless
+// failed, syncs it if sync is set or a caller waits, and completes b.
+func (l *durableLog) writeOut(buf []byte, b *syncBatch, failed error, sync bool) {
+	var err error
+	if failed == nil {
+		err = l.write(buf)
+		if err == nil && l.unsynced && (sync || b != nil) {
+			err = l.sync()
+		}
+	}
+	if cap(buf) <= maxPending {
+		l.spare = buf[:0]
+	}
+	switch {
+	case err != nil:
+		l.fail(err)
+		complete(b, fmt.Errorf("%w: %w", ErrNotDurable, err))
+	case failed != nil:
+		complete(b, fmt.Errorf("%w: %w", ErrNotDurable, failed))
+	default:
+		complete(b, nil)
+	}
+}
+
+// complete ends b, if not nil, with err.
+func complete(b *syncBatch, err error) {
+	if b != nil {
+		b.err = err
+		close(b.done)
+	}
+}
+
+// write appends buf to the current log. On an error it cuts the log back to
+// its size before, so that a part of a record never precedes later records.
+func (l *durableLog) write(buf []byte) error {
+	if len(buf) == 0 {
+		return nil
+	}
+	n, err := l.file.Write(buf)
+	if err != nil {
+		if n > 0 {
+			l.file.Truncate(l.written) // if this fails too, the part is a torn last record
+		}
+		return err
+	}
+	l.written += int64(n)
+	l.unsynced = true
+	return nil
+}
+
+// sync makes the current log's records durable.
+func (l *durableLog) sync() error {
+	if err := l.file.Sync(); err != nil {
+		return err
+	}
+	l.unsynced = false
+	l.mu.Lock()
+	l.stats.syncs++
+	l.mu.Unlock()
+	return nil
+}
+
+// fail stops keeping records after a write or sync failed with err: what the
+// log misses from now on only a rewrite, writing every session afresh,
+// catches up with, and it is tried after retryInterval. The callers waiting
+// for the next sync get ErrNotDurable.
+func (l *durableLog) fail(err error) {
+	l.mu.Lock()
+	l.failed = err
+	l.pending = l.pending[:0]
+	b := l.batch
+	l.batch = nil
+	l.stats.diskErrors++
+	l.mu.Unlock()
+	complete(b, fmt.Errorf("%w: %w", ErrNotDurable, err))
+	l.owed = true
+	l.retryLater()
+}
+
+// rewriteDue reports whether a rewrite should start now.
+func (l *durableLog) rewriteDue(store weak.Pointer[MemStore]) bool {
+	switch {
+	case l.rewritten != nil || l.retry != nil:
+		return false
+	case l.due:
+		return true
+	}
+	m := store.Value()
+	if m == nil {
+		return false
+	}
+	return l.older+l.written > 2*m.liveSnapshotBytes()+l.slack
+}
+
+// retryLater asks for a rewrite after retryInterval.
+func (l *durableLog) retryLater() {
+	l.due = true
+	l.retry = time.After(retryInterval)
+}
+
+// stop asks the writer to finish, without waiting for it. It is safe to
+// call any number of times, from any goroutine.
+func (l *durableLog) stop() {
+	l.stopOnce.Do(func() {
+		l.mu.Lock()
+		l.closed = true
+		l.mu.Unlock()
+		close(l.done)
+	})
+}
+
+// close stops the writer, waits for it, and returns the first error it met
+// finishing.
+func (l *durableLog) close() error {
+	l.stop()
+	<-l.exited
+	return l.closeErr
+}
+
+// finish writes and syncs the records left, waits for a rewrite in
+// progress, writes the sessions afresh if a disk error lost records since the
+// last base, and closes the log and the lock. It returns the first error met.
+func (l *durableLog) finish(store weak.Pointer[MemStore]) error {
+	var first error
+	keep := func(err error) {
+		if first == nil {
+			first = err
+		}
+	}
+	l.flush(true)
+	if l.rewritten != nil {
+		keep(l.rewriteDone(<-l.rewritten))
+	}
+	if m := store.Value(); l.owed && m != nil {
+		if err := l.startRewrite(m); err != nil {
+			keep(err)
+		} else {
+			keep(l.rewriteDone(<-l.rewritten))
+		}
+	}
+	keep(l.file.Close())
+	keep(l.lock.Close())
+	if l.owed && first == nil {
+		return fmt.Errorf("%w: changes lost to a disk error could not be written since", ErrNotDurable)
+	}
+	if l.owed && !errors.Is(first, ErrNotDurable) {
+		return fmt.Errorf("%w: %w", ErrNotDurable, first)
+	}
+	return first
+}
+
+// addStats adds the durable mode's figures to st.
+func (l *durableLog) addStats(st *Stats) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	st.Syncs = l.stats.syncs
+	st.Rewrites = l.stats.rewrites
+	st.DiskErrors = l.stats.diskErrors
+	st.TornRecords = l.stats.torn
+}

@@ -1,0 +1,17 @@
+// SPDX-License-Identifier: MIT
+
+//go:build !(darwin || dragonfly || freebsd || linux || netbsd || openbsd || windows)
+
+package memstore
+
+import (
+	"fmt"
+	"os"
+	"runtime"
+)
+
+// lockDir fails: this package takes no advisory file lock on this system,
+// and a durable store without one could be opened twice and corrupted.
+func lockDir(dir string) (*os.File, error) {
+	return nil, fmt.Errorf("memstore: Open is not available on %s: it needs an advisory file lock", runtime.GOOS)
+}

@@ -1,0 +1,202 @@
+// SPDX-License-Identifier: MIT
+
+package memstore
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+)
+
+// A durable store's directory holds generations (see logfile.go). Open
+// restores the newest base, then replays, in order, the logs of its
+// generation and later ones. A rewrite starts generation G+1: it creates
+// log G+1, switches the records appended from then on to it, writes the
+// sessions as base G+1 (through a temporary file, renamed once synced), and
+// only then deletes the files of generations up to G. The base is taken
+// after the switch, so it holds every change of the earlier logs, and
+// replaying log G+1 over it, some of whose changes it may hold already,
+// gives the same sessions. A crash before the rename leaves base G (or none)
+// and the logs since, all replayed; a crash after it leaves base G+1, and
+// the older files are deleted by the next Open.
+
+// restoredDir is what Open found in a directory.
+type restoredDir struct {
+	dir      string
+	baseGen  uint64   // the generation of the base restored; 0 for none
+	nextGen  uint64   // the generation of the log to start: after every file found
+	older    int64    // the bytes of the logs replayed
+	replayed bool     // the logs held records
+	torn     uint64   // torn last records dropped
+	stale    []string // files a crash left: older generations and temporary files
+}
+
+// restoreDir restores into m, which records nothing yet, the sessions that
+// dir holds. On an error m is to be dropped and dir is unchanged.
+func (m *MemStore) restoreDir(dir string) (restoredDir, error) {
+	d := restoredDir{dir: dir}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return d, err
+	}
+	var logs []uint64
+	for _, e := range entries {
+		name := e.Name()
+		if strings.HasPrefix(name, string(baseFile)+".") && strings.HasSuffix(name, ".tmp") {
+			d.stale = append(d.stale, name) // a rewrite that a crash cut short
+			continue
+		}
+		kind, gen, ok := parseFileName(name)
+		if !ok {
+			continue // not the store's: left alone
+		}
+		d.nextGen = max(d.nextGen, gen+1)
+		if kind == logFile {
+			logs = append(logs, gen)
+		} else if gen > d.baseGen {
+			if d.baseGen > 0 {
+				d.stale = append(d.stale, fileName(baseFile, d.baseGen))
+			}
+			d.baseGen = gen
+		} else {
+			d.stale = append(d.stale, name)
+		}
+	}
+	d.nextGen = max(d.nextGen, 1)
+	if d.baseGen > 0 {
+		if err := m.ReadFile(filepath.Join(dir, fileName(baseFile, d.baseGen))); err != nil {
+			return d, err
+		}
+	}
+	slices.Sort(logs)
+	for _, gen := range logs {
+		name := fileName(logFile, gen)
+		if gen < d.baseGen {
+			d.stale = append(d.stale, name)
+			continue
+		}
+		if err := d.replay(m, filepath.Join(dir, name)); err != nil {
+			return d, err
+		}
+	}
+	return d, nil
+}
+
+// replay applies the log in the named file to m.
+func (d *restoredDir) replay(m *MemStore, name string) error {
+	torn, err := readLog(name, func(c change) {
+		d.replayed = true
+		token := string(c.token)
+		if !c.put || errors.Is(m.Commit(token, c.data, time.Unix(0, c.expiry)), ErrTooLarge) {
+			m.Delete(token) // a session too large for the cap replaced the older one
+		}
+	})
+	if err != nil {
+		return err
+	}
+	if info, err := os.Stat(name); err == nil {
+		d.older += info.Size()
+	}
+	if torn {
+		d.torn++
+	}
+	return nil
+}
+
+// createLog creates the log of generation gen in dir, with its start,
+// synced, its directory entry too.
+func createLog(dir string, gen uint64) (*os.File, error) {
+	name := filepath.Join(dir, fileName(logFile, gen))
+	f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if _, err = f.Write(appendLogStart(nil)); err == nil {
+		err = f.Sync()
+	}
+	if err == nil {
+		err = syncDir(dir)
+	}
+	if err != nil {
+		f.Close()
+		os.Remove(name)
+		return nil, err
+	}
+	return f, nil
+}
+
+// startRewrite starts generation l.gen+1: it creates its log, writes the
+// records pending to the current one and switches to the new, then writes
+// the base in the background; run collects the result from l.rewritten.
+func (l *durableLog) startRewrite(m *MemStore) error {
+	next := l.gen + 1
+	file, err := createLog(l.dir, next)
+	if err != nil {
+		l.rewriteDone(err)
+		return err
+	}
+	// The switch: records appended from here on go to the new log. The
+	// failure that lost records, if any, ends here: the base catches up.
+	buf, b, failed := l.takePending()
+	l.writeOut(buf, b, failed, true)
+	l.mu.Lock()
+	l.failed = nil
+	l.mu.Unlock()
+	l.file.Close() // synced, or lost to a failure the base catches up with
+	l.older += l.written
+	l.file, l.gen, l.written, l.unsynced = file, next, int64(logStartLen), false
+	l.owedBefore, l.owed, l.due = l.owed, false, false
+
+	done := make(chan error, 1)
+	l.rewritten = done
+	go func() { done <- m.writeBase(l.dir, next) }()
+	return nil
+}
+
+// rewriteDone takes the result of a rewrite, and returns err. A failed one
+// is tried again after retryInterval.
+func (l *durableLog) rewriteDone(err error) error {
+	l.rewritten = nil
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err != nil {
+		l.stats.diskErrors++
+		l.owed = l.owed || l.owedBefore
+		l.retryLater()
+		return fmt.Errorf("memstore: rewriting %s: %w", l.dir, err)
+	}
+	l.stats.rewrites++
+	l.older = 0
+	l.owedBefore = false
+	return nil
+}
+
+// writeBase writes the sessions as the base of generation gen in dir, and
+// then deletes the files of the generations before.
+func (m *MemStore) writeBase(dir string, gen uint64) error {
+	if err := m.WriteFile(filepath.Join(dir, fileName(baseFile, gen))); err != nil {
+		return err
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil // the base is written; the next rewrite or Open deletes them
+	}
+	for _, e := range entries {
+		if _, g, ok := parseFileName(e.Name()); ok && g < gen {
+			os.Remove(filepath.Join(dir, e.Name()))
+		}
+	}
+	return nil
+}
+
+// liveSnapshotBytes estimates the size of a snapshot of the sessions held:
+// an entry is a record and an expiry.
+func (m *MemStore) liveSnapshotBytes() int64 {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.recordBytes + 8*int64(m.lenLocked())
+}
