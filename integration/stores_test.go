@@ -18,8 +18,8 @@ import (
 	"github.com/patrickmn/go-cache"
 )
 
-// The stores this module checks and measures: this module's memstore, scs
-// v2's own memstore, the original engine's go-cache design (cacheStore,
+// The stores this module checks and measures: this module's memstore, as New
+// and as Open (durable) make it, scs v2's own memstore, the original engine's go-cache design (cacheStore,
 // below), and scs's stores on real databases: redisstore against a
 // redis-server (redis_test.go), without persistence and with an append-only
 // file synced every second, sqlite3store on a SQLite file in WAL mode
@@ -31,7 +31,7 @@ import (
 
 // The store types satisfy the kit's Store interface.
 var (
-	_ storetest.Store = (*memstore.MemStore)(nil)
+	_ storetest.Store = (*memstore.MemStore)(nil) // from New and from Open
 	_ storetest.Store = (*scsmemstore.MemStore)(nil)
 	_ storetest.Store = (*cacheStore)(nil)
 	_ storetest.Store = (*redisstore.RedisStore)(nil)
@@ -102,6 +102,13 @@ var stores = []storeKind{
 			m := memstore.New(cleanup)
 			return m, m.Len, func() { m.Close() }
 		},
+	},
+	{
+		name: "memstore-durable",
+		// The store of Open, each in a directory of its own, with a janitor
+		// that sweeps every minute and the default sync interval: a second,
+		// as Redis's appendfsync everysec.
+		open: inMemory(openDurable),
 	},
 	{
 		name: "scs-memstore",
@@ -213,6 +220,49 @@ func inProcessStores() []storeKind {
 		}
 	}
 	return in
+}
+
+// openDurable returns a store from memstore.Open in a new temporary
+// directory of tb's. When tb ends it closes the store and opens the
+// directory again, failing tb if either fails or if the directory restores a
+// session: the kit deletes every session it commits, and a Delete is on disk
+// before it returns.
+func openDurable(tb testing.TB) storetest.Store {
+	dir := tb.TempDir()
+	m := openDir(tb, dir)
+	tb.Cleanup(func() {
+		if closeDir(tb, m, dir) != nil || tb.Failed() {
+			return
+		}
+		again := openDir(tb, dir)
+		defer closeDir(tb, again, dir)
+		if n := again.Len(); n != 0 {
+			tb.Errorf("%s restores %d sessions once the kit's store is released; want 0: the kit deletes every session it commits", dir, n)
+		}
+	})
+	return m
+}
+
+// openDir returns memstore.Open(dir, time.Minute), failing tb now if it
+// fails.
+func openDir(tb testing.TB, dir string) *memstore.MemStore {
+	tb.Helper()
+	m, err := memstore.Open(dir, time.Minute)
+	if err != nil {
+		tb.Fatalf("memstore.Open(%s): %v", dir, err)
+	}
+	return m
+}
+
+// closeDir closes m, the store of dir, failing tb if Close fails, and
+// returns Close's error.
+func closeDir(tb testing.TB, m *memstore.MemStore, dir string) error {
+	tb.Helper()
+	err := m.Close()
+	if err != nil {
+		tb.Errorf("closing the store of %s: %v", dir, err)
+	}
+	return err
 }
 
 // cacheStore is the original design, as the first memstore engine built it:
