@@ -1,16 +1,19 @@
 // SPDX-License-Identifier: MIT
 
 // Command example serves the original memstore README example, ported to scs
-// v2: /put stores "Hello world!" in the session and /get writes it back.
+// v2: /put stores "Hello world!" in the session and /get writes it back;
+// /logout ends the session (scs's Destroy, which deletes it from the store).
 //
 //	cd integration && go run ./cmd/example
 //	curl -c /tmp/c -b /tmp/c localhost:4000/put
 //	curl -c /tmp/c -b /tmp/c localhost:4000/get
+//	curl -c /tmp/c -b /tmp/c localhost:4000/logout
 //
 // Flags:
 //
 //	-addr                 the TCP address to listen on (default ":4000"; ":0" picks a free port)
 //	-cleanup              how often the janitor removes expired sessions (default 1m; 0 turns it off)
+//	-dir DIR              keep the sessions in DIR too, so that they survive a crash (memstore.Open)
 //	-max-bytes N          cap the memory the sessions take at N bytes (default 0: no cap)
 //	-snapshot FILE        restore the sessions from FILE at start, save them to it at shutdown
 //	-snapshot-ignore-bad  start with no sessions if FILE cannot be restored, rather than refuse to start
@@ -19,14 +22,26 @@
 // that cannot be restored makes it refuse to start, with exit status 1, unless
 // -snapshot-ignore-bad is given.
 //
+// With -dir it opens the store with memstore.Open, which restores what DIR
+// holds and then records every change there: a session is on disk within a
+// second of the request that changed it, and a logout before /logout
+// answers, so that users stay logged in, and logged out, across a crash or a
+// kill -9 as well as a restart. A DIR that cannot be opened (damaged, in use
+// by another process, not writable) makes it refuse to start, with exit
+// status 1. -dir and -snapshot are two ways of keeping the sessions: only one
+// may be given.
+//
 // It logs the address it listens on, and on SIGINT or SIGTERM stops accepting
 // connections, lets requests in flight finish (http.Server.Shutdown), closes
-// the store, saves it to the -snapshot file if there is one and exits with
-// status 0, or 1 if the save failed. A second signal during shutdown exits at
-// once, without saving; the previous snapshot is left whole. With -snapshot,
-// users stay logged in across a restart:
+// the store (with -dir, which writes and syncs what is not on disk yet),
+// saves it to the -snapshot file if there is one and exits with status 0, or
+// 1 if the close or the save failed. A second signal during shutdown exits at
+// once, without saving; the previous snapshot is left whole, and DIR holds
+// every change but those of the last second. With -snapshot or -dir, users
+// stay logged in across a restart:
 //
 //	go run ./cmd/example -snapshot /tmp/sessions.snap
+//	go run ./cmd/example -dir /tmp/sessions
 //
 // /debug/vars serves the expvar variables, among them the store's Stats
 // under the name "memstore".
@@ -61,6 +76,7 @@ const shutdownTimeout = 10 * time.Second
 type config struct {
 	addr              string        // -addr: the TCP address to listen on
 	cleanup           time.Duration // -cleanup: the janitor's interval, 0 for none
+	dir               string        // -dir: the directory the sessions survive a crash in, "" for none
 	maxBytes          int64         // -max-bytes: the store's byte cap, 0 for none
 	snapshot          string        // -snapshot: the file the sessions survive a restart in, "" for none
 	snapshotIgnoreBad bool          // -snapshot-ignore-bad: start empty if the file cannot be restored
@@ -74,6 +90,7 @@ func parseFlags(name string, args []string, output io.Writer) (config, error) {
 	flags.SetOutput(output)
 	flags.StringVar(&cfg.addr, "addr", ":4000", "the TCP `address` to listen on (\":0\" picks a free port)")
 	flags.DurationVar(&cfg.cleanup, "cleanup", time.Minute, "how often the janitor removes expired sessions (0 turns it off)")
+	flags.StringVar(&cfg.dir, "dir", "", "keep the sessions in `DIR` too, so that they survive a crash (not with -snapshot)")
 	flags.Int64Var(&cfg.maxBytes, "max-bytes", 0, "cap the memory the sessions take at `N` bytes, evicting those nearest their expiry (0: no cap)")
 	flags.StringVar(&cfg.snapshot, "snapshot", "", "restore the sessions from `FILE` at start, save them to it at shutdown")
 	flags.BoolVar(&cfg.snapshotIgnoreBad, "snapshot-ignore-bad", false, "start with no sessions if the -snapshot file cannot be restored, rather than refuse to start")
@@ -88,6 +105,8 @@ func parseFlags(name string, args []string, output io.Writer) (config, error) {
 		err = fmt.Errorf("-cleanup %v: must not be negative", cfg.cleanup)
 	case cfg.maxBytes < 0:
 		err = fmt.Errorf("-max-bytes %d: must not be negative", cfg.maxBytes)
+	case cfg.dir != "" && cfg.snapshot != "":
+		err = errors.New("-dir and -snapshot: give one or the other; -dir keeps the sessions across a crash as well as a restart")
 	case cfg.snapshotIgnoreBad && cfg.snapshot == "":
 		err = errors.New("-snapshot-ignore-bad: there is no -snapshot file to ignore")
 	}
@@ -133,7 +152,10 @@ func main() {
 }
 
 // openStore returns a new store as cfg says, holding the sessions saved in
-// the -snapshot file if there is one.
+// the -dir directory or the -snapshot file if there is one.
+//
+// A -dir directory that cannot be opened is an error: memstore.Open changes
+// nothing in a damaged directory, and the README says how to recover it.
 //
 // A file that is there but cannot be restored is an error unless
 // -snapshot-ignore-bad is set: starting without it would silently log every
@@ -142,7 +164,16 @@ func main() {
 // so that a path that cannot be written fails now rather than at shutdown,
 // when the sessions would be lost.
 func openStore(cfg config, logger *log.Logger) (*memstore.MemStore, error) {
-	store := memstore.New(cfg.cleanup, memstore.WithMaxBytes(cfg.maxBytes))
+	capped := memstore.WithMaxBytes(cfg.maxBytes)
+	if cfg.dir != "" {
+		store, err := memstore.Open(cfg.dir, cfg.cleanup, capped)
+		if err != nil {
+			return nil, fmt.Errorf("refusing to start: opening the -dir directory %s: %w", cfg.dir, err)
+		}
+		logger.Printf("restored %d sessions from %s", store.Len(), cfg.dir)
+		return store, nil
+	}
+	store := memstore.New(cfg.cleanup, capped)
 	if cfg.snapshot == "" {
 		return store, nil
 	}
@@ -165,7 +196,7 @@ func openStore(cfg config, logger *log.Logger) (*memstore.MemStore, error) {
 	return store, nil
 }
 
-// routes returns the application: /put and /get, wrapped in sm.LoadAndSave,
+// routes returns the application: /put, /get and /logout, wrapped in sm.LoadAndSave,
 // and /debug/vars outside it, so that a metrics scrape never touches a
 // session.
 func routes(sm *scs.SessionManager) http.Handler {
@@ -175,6 +206,13 @@ func routes(sm *scs.SessionManager) http.Handler {
 	})
 	app.HandleFunc("/get", func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, sm.GetString(r.Context(), "message"))
+	})
+	app.HandleFunc("/logout", func(w http.ResponseWriter, r *http.Request) {
+		// A logout that the store could not make durable (with -dir, a
+		// failing disk) fails the request: the session could come back.
+		if err := sm.Destroy(r.Context()); err != nil {
+			http.Error(w, "logging out failed", http.StatusInternalServerError)
+		}
 	})
 
 	mux := http.NewServeMux()
@@ -188,9 +226,11 @@ func routes(sm *scs.SessionManager) http.Handler {
 
 // run serves the application with store until ctx is done, then shuts the
 // server down gracefully, closes the store and saves it to the -snapshot file
-// if there is one. It returns nil after a clean shutdown and save.
+// if there is one. It returns nil after a clean shutdown, close and save.
 func run(ctx context.Context, cfg config, store *memstore.MemStore, logger *log.Logger) error {
-	defer store.Close() // stops the janitor on the early returns too
+	// On the early returns too: stops the janitor, and with -dir puts every
+	// change on disk. Its error, there, is less news than theirs.
+	defer store.Close()
 
 	sessionManager := scs.New()
 	sessionManager.Store = store
@@ -222,7 +262,11 @@ func run(ctx context.Context, cfg config, store *memstore.MemStore, logger *log.
 	if err != nil {
 		err = fmt.Errorf("shutdown: %w", err)
 	}
-	store.Close() // stops the janitor; WriteFile works after Close
+	// Stops the janitor, and with -dir writes and syncs what is not on disk
+	// yet; WriteFile works after Close.
+	if closeErr := store.Close(); closeErr != nil {
+		err = errors.Join(err, fmt.Errorf("closing the store: %w", closeErr))
+	}
 	if cfg.snapshot != "" {
 		// Saved even if requests outlived shutdownTimeout: they may lose
 		// their last change, but everyone else stays logged in.

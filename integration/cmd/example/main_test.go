@@ -52,6 +52,14 @@ func TestParseFlags(t *testing.T) {
 	if cfg != want {
 		t.Fatalf("parsed %+v, want %+v", cfg, want)
 	}
+	cfg, err = parseFlags("example", []string{"-dir", "/tmp/sessions"}, io.Discard)
+	if want := (config{addr: ":4000", cleanup: time.Minute, dir: "/tmp/sessions"}); err != nil || cfg != want {
+		t.Fatalf("-dir: parsed %+v, %v; want %+v", cfg, err, want)
+	}
+	if _, err := parseFlags("example", []string{"-dir", "d", "-snapshot", "f"}, io.Discard); err == nil ||
+		!strings.Contains(err.Error(), "-dir and -snapshot") {
+		t.Errorf("-dir with -snapshot gave %v, want an error naming both", err)
+	}
 
 	for _, args := range [][]string{
 		{"-cleanup", "often"},
@@ -59,6 +67,8 @@ func TestParseFlags(t *testing.T) {
 		{"-max-bytes", "-1"},
 		{"-max-bytes", "1MiB"},
 		{"-snapshot-ignore-bad"}, // without -snapshot: most likely a mistake
+		{"-dir", "d", "-snapshot", "f"},
+		{"-dir", "d", "-snapshot-ignore-bad"},
 		{"-nosuchflag"},
 		{"stray-argument"},
 	} {
@@ -76,7 +86,7 @@ func TestParseFlags(t *testing.T) {
 
 // TestRoutes: /put then /get with one cookie jar gives "Hello world!"; a
 // browser without the cookie gets nothing; /debug/vars serves JSON and
-// creates no session.
+// creates no session; /logout deletes the session from the store.
 func TestRoutes(t *testing.T) {
 	store := memstore.New(0)
 	defer store.Close()
@@ -105,6 +115,13 @@ func TestRoutes(t *testing.T) {
 	}
 	if n := store.Len(); n != 1 {
 		t.Fatalf("store holds %d sessions, want 1", n)
+	}
+	fetch(t, withJar, srv.URL+"/logout")
+	if n := store.Len(); n != 0 {
+		t.Fatalf("after /logout the store holds %d sessions, want 0", n)
+	}
+	if got := fetch(t, withJar, srv.URL+"/get"); got != "" {
+		t.Fatalf("/get after /logout wrote %q, want nothing", got)
 	}
 }
 
@@ -230,21 +247,7 @@ func TestProcessBadSnapshot(t *testing.T) {
 			}
 			before, _ := os.ReadFile(snap) // nil for a directory or a missing file
 
-			p := launchExample(t, bin, "-addr", "127.0.0.1:0", "-snapshot", snap)
-			select {
-			case <-p.exited:
-			case <-p.listening:
-				t.Fatalf("started instead of refusing to; log:\n%s", p.log())
-			case <-time.After(processTimeout):
-				t.Fatalf("neither exited nor listened within %v; log:\n%s", processTimeout, p.log())
-			}
-			log := p.log()
-			if code := p.cmd.ProcessState.ExitCode(); code == 0 {
-				t.Fatalf("exited with status 0, want a refusal; log:\n%s", log)
-			}
-			if !strings.Contains(log, "refusing to start") || !strings.Contains(log, snap) {
-				t.Fatalf("the message does not say it refuses to start because of %s:\n%s", snap, log)
-			}
+			refuseToStart(t, bin, snap, "-addr", "127.0.0.1:0", "-snapshot", snap)
 			if after, _ := os.ReadFile(snap); string(after) != string(before) {
 				t.Fatalf("the refusal changed the file")
 			}
@@ -276,6 +279,75 @@ func TestProcessBadSnapshot(t *testing.T) {
 			t.Fatalf("the new snapshot holds %d sessions, want 1", n)
 		}
 	})
+}
+
+// refuseToStart starts bin with args and fails t unless it exits with a
+// non-zero status, without listening, saying that it refuses to start
+// because of path.
+func refuseToStart(t *testing.T, bin, path string, args ...string) {
+	t.Helper()
+	p := launchExample(t, bin, args...)
+	select {
+	case <-p.exited:
+	case <-p.listening:
+		t.Fatalf("started instead of refusing to; log:\n%s", p.log())
+	case <-time.After(processTimeout):
+		t.Fatalf("neither exited nor listened within %v; log:\n%s", processTimeout, p.log())
+	}
+	log := p.log()
+	if code := p.cmd.ProcessState.ExitCode(); code == 0 {
+		t.Fatalf("exited with status 0, want a refusal; log:\n%s", log)
+	}
+	if !strings.Contains(log, "refusing to start") || !strings.Contains(log, path) {
+		t.Fatalf("the message does not say it refuses to start because of %s:\n%s", path, log)
+	}
+}
+
+// TestProcessDirCrash: with -dir, a user who logged in before the server was
+// killed with SIGKILL is still logged in after it starts again on the same
+// directory, and a user who logged out before the kill stays logged out. A
+// second server on the directory while the first runs refuses to start.
+//
+// The kill must come once the login is on disk, which with the default sync
+// interval is up to a second after /put answers. Rather than wait for it, the
+// test has another user log out: /logout answers once the deletion is on
+// disk, and the store's log is written in order, so the login, committed
+// before it, is on disk too. Nothing depends on timing.
+func TestProcessDirCrash(t *testing.T) {
+	bin := exampleBinary(t)
+	dir := filepath.Join(t.TempDir(), "sessions")
+	stays, leaves := newBrowser(), newBrowser()
+
+	p := startExample(t, bin, "-addr", "127.0.0.1:0", "-dir", dir)
+	refuseToStart(t, bin, dir, "-addr", "127.0.0.1:0", "-dir", dir)
+	fetch(t, stays, p.url("/put"))
+	fetch(t, leaves, p.url("/put"))
+	leftToken := sessionToken(t, leaves, p.url("/"))
+	fetch(t, leaves, p.url("/logout"))
+	p.kill(t)
+
+	p = startExample(t, bin, "-addr", "127.0.0.1:0", "-dir", dir)
+	if !strings.Contains(p.log(), "restored 1 sessions") {
+		t.Errorf("log does not report the one session left:\n%s", p.log())
+	}
+	if got := fetch(t, stays, p.url("/get")); got != "Hello world!" {
+		t.Fatalf("after the kill and restart /get wrote %q, want %q; log:\n%s", got, "Hello world!", p.log())
+	}
+	// The browser dropped the cookie at /logout: an attacker who kept it
+	// must not get the session back either.
+	if got := fetch(t, withCookie(t, p.url("/"), leftToken), p.url("/get")); got != "" {
+		t.Fatalf("after the kill and restart, the session logged out of is back: /get wrote %q", got)
+	}
+	p.stop(t, syscall.SIGTERM)
+}
+
+// withCookie returns a new browser holding a session cookie with token for
+// rawURL.
+func withCookie(t *testing.T, rawURL, token string) *http.Client {
+	t.Helper()
+	browser := newBrowser()
+	browser.Jar.SetCookies(parseURL(t, rawURL), []*http.Cookie{{Name: sessionCookie, Value: token}})
+	return browser
 }
 
 // TestProcessSaveFails: when the snapshot cannot be saved at shutdown, here
@@ -441,18 +513,27 @@ func hasBytes(pattern string) bool {
 // sessionToken returns the session token in browser's cookie jar for rawURL.
 func sessionToken(t *testing.T, browser *http.Client, rawURL string) string {
 	t.Helper()
+	for _, c := range browser.Jar.Cookies(parseURL(t, rawURL)) {
+		if c.Name == sessionCookie {
+			return c.Value
+		}
+	}
+	t.Fatalf("no %q cookie in the jar for %s", sessionCookie, rawURL)
+	return ""
+}
+
+// sessionCookie is the name of scs's session cookie, which the example
+// leaves at its default.
+var sessionCookie = scs.New().Cookie.Name
+
+// parseURL parses rawURL, failing t if it cannot.
+func parseURL(t *testing.T, rawURL string) *url.URL {
+	t.Helper()
 	u, err := url.Parse(rawURL)
 	if err != nil {
 		t.Fatal(err)
 	}
-	name := scs.New().Cookie.Name
-	for _, c := range browser.Jar.Cookies(u) {
-		if c.Name == name {
-			return c.Value
-		}
-	}
-	t.Fatalf("no %q cookie in the jar for %s", name, rawURL)
-	return ""
+	return u
 }
 
 // TestProcessExpvar scrapes /debug/vars from the running process, started
@@ -651,6 +732,19 @@ func (p *process) wait(t *testing.T) {
 		p.cmd.Process.Kill()
 		<-p.exited
 		t.Fatalf("still running after %v; log:\n%s", processTimeout, p.log())
+	}
+}
+
+// kill kills the process with SIGKILL, as a crash or an OOM kill would, waits
+// until it has exited and fails t unless the signal ended it.
+func (p *process) kill(t *testing.T) {
+	t.Helper()
+	if err := p.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	p.wait(t)
+	if status := p.cmd.ProcessState.Sys().(syscall.WaitStatus); !status.Signaled() || status.Signal() != syscall.SIGKILL {
+		t.Fatalf("exited with %v, want killed by SIGKILL; log:\n%s", p.cmd.ProcessState, p.log())
 	}
 }
 
