@@ -19,11 +19,11 @@ import (
 )
 
 // The stores this module checks and measures: this module's memstore, as New
-// and as Open (durable) make it, scs v2's own memstore, the original engine's go-cache design (cacheStore,
-// below), and scs's stores on real databases: redisstore against a
-// redis-server (redis_test.go), without persistence and with an append-only
-// file synced every second, sqlite3store on a SQLite file in WAL mode
-// (sqlite_test.go), postgresstore against a PostgreSQL server
+// and as Open (durable) make it, scs v2's own memstore, the original engine's
+// go-cache design (cacheStore, below), and scs's stores on real databases:
+// redisstore against a redis-server (redis_test.go), without persistence and
+// with an append-only file synced every second, sqlite3store on a SQLite file
+// in WAL mode (sqlite_test.go), postgresstore against a PostgreSQL server
 // (postgres_test.go), the servers started by the tests on free loopback
 // ports. The storetest kit runs over every one of them (kit_test.go); the
 // workloads of compare_test.go run over those that live in this process's
@@ -107,7 +107,10 @@ var stores = []storeKind{
 		name: "memstore-durable",
 		// The store of Open, each in a directory of its own, with a janitor
 		// that sweeps every minute and the default sync interval: a second,
-		// as Redis's appendfsync everysec.
+		// as Redis's appendfsync everysec. Not inProcess: how it holds its
+		// sessions in memory, and sweeps them, is New's, which the
+		// workloads of compare_test.go measure already; its disk is
+		// measured by BenchmarkStores and by the root package's benchmarks.
 		open: inMemory(openDurable),
 	},
 	{

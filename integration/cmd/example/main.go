@@ -196,9 +196,9 @@ func openStore(cfg config, logger *log.Logger) (*memstore.MemStore, error) {
 	return store, nil
 }
 
-// routes returns the application: /put, /get and /logout, wrapped in sm.LoadAndSave,
-// and /debug/vars outside it, so that a metrics scrape never touches a
-// session.
+// routes returns the application: /put, /get and /logout, wrapped in
+// sm.LoadAndSave, and /debug/vars outside it, so that a metrics scrape never
+// touches a session.
 func routes(sm *scs.SessionManager) http.Handler {
 	app := http.NewServeMux()
 	app.HandleFunc("/put", func(w http.ResponseWriter, r *http.Request) {
