@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/golangcollege/memstore"
 )
@@ -48,5 +49,44 @@ func TestIdleRestartsLeaveOneLog(t *testing.T) {
 		if files := storeFiles(t, dir); len(files) != 1 || !strings.HasPrefix(files[0], "log.") {
 			t.Errorf("after restart %d the directory holds %q; want one log", i+1, files)
 		}
+	}
+}
+
+// TestCloseRightAfterOpenRewrites opens directories whose logs hold a record
+// and closes them at once: the rewrite that Open owes them must be done by
+// Close, which leaves a base and a log, and the session.
+func TestCloseRightAfterOpenRewrites(t *testing.T) {
+	for i := range 20 {
+		dir := t.TempDir()
+		m, err := memstore.Open(dir, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := m.Commit("token", []byte("data"), time.Now().Add(time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+		if err := m.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if m, err = memstore.Open(dir, 0); err != nil {
+			t.Fatal(err)
+		}
+		if err := m.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if st := m.Stats(); st.Rewrites != 1 {
+			t.Errorf("directory %d: Stats().Rewrites = %d after Close; want 1", i, st.Rewrites)
+		}
+		files := storeFiles(t, dir)
+		if len(files) != 2 || !strings.HasPrefix(files[0], "base.") || !strings.HasPrefix(files[1], "log.") {
+			t.Errorf("directory %d holds %q; want a base and a log", i, files)
+		}
+		if m, err = memstore.Open(dir, 0); err != nil {
+			t.Fatal(err)
+		}
+		if b, found, _ := m.Find("token"); string(b) != "data" {
+			t.Errorf("directory %d: Find after the rewrite = %q, %v; want \"data\", true", i, b, found)
+		}
+		m.Close()
 	}
 }
