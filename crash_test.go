@@ -427,13 +427,14 @@ func crashRecord(model []crashTokenRound, round uint64, line string, at time.Tim
 //
 // A rewrite of generation G+1 creates log G+1, writes base G+1 through a
 // temporary base.*.tmp, renames it, and only then deletes the files of
-// generations up to G, the logs last: log G, the store's log until the
-// rewrite, is the last file deleted. The store's Open created one log, and
-// Open removes any temporary a crash left, so until the first rewrite the
-// directory holds before's files and one new log; after a rewrite, the new
-// base and log alone. So a temporary that was not there before is a base
-// being written, and two logs that were not there before are a rewrite
-// begun and not done: its new log and log G.
+// generations up to G, in the order of their names: log G, the store's log
+// until the rewrite, is the last file deleted. The store's Open created one
+// log, and Open removes any temporary a crash left, so until the first
+// rewrite the directory holds some of before's files and one new log; after
+// a rewrite, the new base and log alone (on a healthy disk: a rewrite that
+// failed would leave its log too). So a temporary that was not there before
+// is a base being written, and two logs that were not there before are a
+// rewrite begun and not done: its new log and log G.
 func midRewrite(before, after []string) string {
 	var logs []string
 	for _, name := range after {
