@@ -89,7 +89,7 @@ func WithSyncInterval(d time.Duration) Option {
 // BSDs and Windows; elsewhere it returns an error.
 //
 // Close writes and syncs what is not on disk yet, waits for a rewrite in
-// progress, and releases dir; after Close the store keeps working in
+// progress or does one that is due, and releases dir; after Close the store keeps working in
 // memory, but records nothing (see Close). An Open that fails releases dir
 // and returns a nil store.
 func Open(dir string, cleanupInterval time.Duration, opts ...Option) (*MemStore, error) {
@@ -464,7 +464,9 @@ func (l *durableLog) close() error {
 
 // finish writes and syncs the records left, waits for a rewrite in
 // progress, writes the sessions afresh if a disk error lost records since the
-// last base, and closes the log and the lock. It returns the first error met.
+// last base or a rewrite is due (Open replayed logs, and the writer had not
+// started folding them when Close came), and closes the log and the lock. It
+// returns the first error met.
 func (l *durableLog) finish(store weak.Pointer[MemStore]) error {
 	var first error
 	keep := func(err error) {
@@ -476,7 +478,7 @@ func (l *durableLog) finish(store weak.Pointer[MemStore]) error {
 	if l.rewritten != nil {
 		keep(l.rewriteDone(<-l.rewritten))
 	}
-	if m := store.Value(); l.owed && m != nil {
+	if m := store.Value(); (l.owed || l.due) && m != nil {
 		if err := l.startRewrite(m); err != nil {
 			keep(err)
 		} else {

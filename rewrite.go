@@ -32,7 +32,7 @@ type restoredDir struct {
 	older    int64    // the bytes of the logs replayed
 	replayed bool     // the logs held records
 	torn     uint64   // torn last records dropped
-	stale    []string // files a crash left: older generations and temporary files
+	stale    []string // files a crash left, older generations and temporary files, and logs holding no record
 }
 
 // restoreDir restores into m, which records nothing yet, the sessions that
@@ -86,10 +86,14 @@ func (m *MemStore) restoreDir(dir string) (restoredDir, error) {
 	return d, nil
 }
 
-// replay applies the log in the named file to m.
+// replay applies the log in the named file to m. A log that holds no
+// record is stale: a store that was opened and closed, or killed, before
+// it recorded anything left it, and every such restart would leave one
+// more.
 func (d *restoredDir) replay(m *MemStore, name string) error {
+	records := false
 	torn, err := readLog(name, func(c change) {
-		d.replayed = true
+		d.replayed, records = true, true
 		token := string(c.token)
 		if !c.put || errors.Is(m.Commit(token, c.data, time.Unix(0, c.expiry)), ErrTooLarge) {
 			m.Delete(token) // a session too large for the cap replaced the older one
@@ -98,11 +102,13 @@ func (d *restoredDir) replay(m *MemStore, name string) error {
 	if err != nil {
 		return err
 	}
-	if info, err := os.Stat(name); err == nil {
-		d.older += info.Size()
-	}
 	if torn {
 		d.torn++
+	}
+	if !records {
+		d.stale = append(d.stale, filepath.Base(name))
+	} else if info, err := os.Stat(name); err == nil {
+		d.older += info.Size()
 	}
 	return nil
 }
