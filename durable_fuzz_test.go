@@ -31,6 +31,10 @@ const (
 	damages
 )
 
+// afterBase is the bit of FuzzOpen's kind that asks for the log damaged to
+// follow a base.
+const afterBase = 0x80
+
 // maxFuzzOps bounds the operations FuzzOpen runs: each waits for an fsync.
 const maxFuzzOps = 64
 
@@ -62,13 +66,16 @@ const (
 //
 // The ops are read three bytes at a time, as in FuzzOps: an operation (a
 // Commit, a Delete or a Commit of an expiry in the past), a token out of
-// eight, and a size of data.
+// eight, and a size of data. The bit afterBase of kind puts a base, of the
+// changes of the first half of the ops, before the log damaged.
 func FuzzOpen(f *testing.F) {
 	someOps := []byte{0, 1, 5, 0, 2, 200, 2, 1, 0, 3, 2, 0, 1, 1, 7, 2, 9, 0, 0, 3, 0}
 	for kind := range damages {
 		f.Add(someOps, uint8(kind), uint16(60), []byte("\x00\x01junk"))
 	}
 	f.Add(someOps, uint8(truncate), uint16(9), []byte(nil))
+	f.Add(someOps, uint8(truncate)|afterBase, uint16(40), []byte(nil))
+	f.Add(someOps, uint8(flip)|afterBase, uint16(15), []byte(nil))
 	f.Add(someOps, uint8(zeroRange), uint16(40), bytes.Repeat([]byte{1}, 400))
 	f.Add(someOps, uint8(zeroRange), uint16(45), bytes.Repeat([]byte{1}, 400))  // zeros from a length's checksum on
 	f.Add(someOps, uint8(zeroRange), uint16(300), bytes.Repeat([]byte{1}, 400)) // zeros from a payload on
@@ -82,7 +89,7 @@ func FuzzOpen(f *testing.F) {
 		case rawLog, rawBase:
 			openRaw(t, d, junk)
 		default:
-			openDamaged(t, ops, d, int(at), junk)
+			openDamaged(t, ops, d, kind&afterBase != 0, int(at), junk)
 		}
 	})
 }
@@ -95,7 +102,7 @@ func realFiles(f *testing.F, ops []byte) (log, base []byte) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	runOps(f, m, ops, func(map[string]string) {})
+	runOps(f, m, ops, map[string]string{}, func(map[string]string) {})
 	if err := m.Close(); err != nil {
 		f.Fatal(err)
 	}
@@ -113,19 +120,33 @@ func realFiles(f *testing.F, ops []byte) (log, base []byte) {
 
 // openDamaged runs ops on a store with a sync interval of 0, so that each
 // change is in the log when it returns, damages the log as d says, and
-// checks what Open makes of it.
-func openDamaged(t *testing.T, ops []byte, d damage, at int, junk []byte) {
+// checks what Open makes of it. If afterBase is set, a rewrite of the first
+// half of ops comes first, so that the log damaged follows a base.
+func openDamaged(t *testing.T, ops []byte, d damage, afterBase bool, at int, junk []byte) {
 	dir := t.TempDir()
-	m, err := memstore.Open(dir, 0, memstore.WithSyncInterval(0))
-	if err != nil {
-		t.Fatal(err)
+	model := map[string]string{}
+	if first := len(ops) / 6 * 3; afterBase && first > 0 {
+		// The log to damage follows a base, which a rewrite wrote of the
+		// changes of the first half of ops.
+		m := openForOps(t, dir)
+		runOps(t, m, ops[:first], model, func(map[string]string) {})
+		if err := m.Close(); err != nil {
+			t.Fatal(err)
+		}
+		m = openForOps(t, dir) // replays the log, so rewrites it at once
+		eventually(t, "a rewrite after Open replayed a log", func() bool { return m.Stats().Rewrites > 0 })
+		if err := m.Close(); err != nil {
+			t.Fatal(err)
+		}
+		ops = ops[first:]
 	}
-	log := onlyFile(t, dir, "log.*")
+	m := openForOps(t, dir)
+	log := newestLog(t, dir)
 	// states[k] is what the store holds after k changes, ends[k] where the
 	// log of the first k ends.
-	states := []map[string]string{{}}
+	states := []map[string]string{maps.Clone(model)}
 	ends := []int{len(readAll(t, log))}
-	runOps(t, m, ops, func(state map[string]string) {
+	runOps(t, m, ops, model, func(state map[string]string) {
 		states = append(states, state)
 		ends = append(ends, len(readAll(t, log)))
 	})
@@ -292,11 +313,22 @@ func mustRestoreAgain(t *testing.T, m *memstore.MemStore, dir string, want map[s
 	}
 }
 
-// runOps runs the changes that ops encodes on m, each of which must succeed,
-// and calls after with the sessions m holds after each.
-func runOps(t testing.TB, m *memstore.MemStore, ops []byte, after func(map[string]string)) {
+// openForOps opens a store on dir with a sync interval of 0, so that each
+// change is in the log when it returns.
+func openForOps(t *testing.T, dir string) *memstore.MemStore {
 	t.Helper()
-	model := map[string]string{}
+	m, err := memstore.Open(dir, 0, memstore.WithSyncInterval(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// runOps runs the changes that ops encodes on m, each of which must succeed,
+// and makes them to model, the sessions m holds, too. It calls after with a
+// copy of model after each.
+func runOps(t testing.TB, m *memstore.MemStore, ops []byte, model map[string]string, after func(map[string]string)) {
+	t.Helper()
 	expired := time.Now().Add(-time.Hour)
 	for i := 0; len(ops) >= 3 && i < maxFuzzOps; i++ {
 		op, token, size := ops[0]%3, fmt.Sprint("tok", ops[1]%8), int(ops[2])
@@ -361,6 +393,16 @@ func storeFiles(t testing.TB, dir string) map[string]string {
 		}
 	}
 	return files
+}
+
+// newestLog returns the name of the log of dir of the latest generation.
+func newestLog(t testing.TB, dir string) string {
+	t.Helper()
+	names, err := filepath.Glob(filepath.Join(dir, "log.*"))
+	if err != nil || len(names) == 0 {
+		t.Fatalf("%s holds no log: %v", dir, err)
+	}
+	return names[len(names)-1] // Glob sorts, and the names sort as the generations
 }
 
 // onlyFile returns the name of the one file of dir that matches pattern.
