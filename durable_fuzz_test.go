@@ -60,9 +60,8 @@ const (
 // of the changes, in order, at least those before the damage. Where the
 // input's bytes are written into the log, or are the only file (the raw
 // modes), they may hold valid records: then Open must fail or restore
-// something that a Close and an Open keep.
-// Whatever the files, Open must not allocate more than a small multiple of
-// their size, nor panic.
+// something that a Close and an Open keep. Whatever the files, Open must
+// not allocate more than a small multiple of their size, nor panic.
 //
 // The ops are read three bytes at a time, as in FuzzOps: an operation (a
 // Commit, a Delete or a Commit of an expiry in the past), a token out of
@@ -98,24 +97,27 @@ func FuzzOpen(f *testing.F) {
 // rewrite of it wrote.
 func realFiles(f *testing.F, ops []byte) (log, base []byte) {
 	dir := f.TempDir()
-	m, err := memstore.Open(dir, 0)
-	if err != nil {
-		f.Fatal(err)
-	}
-	runOps(f, m, ops, map[string]string{}, func(map[string]string) {})
-	if err := m.Close(); err != nil {
-		f.Fatal(err)
-	}
-	log = readAll(f, onlyFile(f, dir, "log.*"))
-	m, err = memstore.Open(dir, 0) // replays the log, so rewrites it at once
-	if err != nil {
-		f.Fatal(err)
-	}
-	eventually(f, "a rewrite after Open replayed a log", func() bool { return m.Stats().Rewrites > 0 })
-	if err := m.Close(); err != nil {
-		f.Fatal(err)
-	}
+	log = runAndRewrite(f, dir, ops, map[string]string{})
 	return log, readAll(f, onlyFile(f, dir, "base.*"))
+}
+
+// runAndRewrite runs ops, which must hold one change at least, on a store
+// on dir, as runOps does, closes it and opens dir again, which rewrites the
+// log as a base. It returns the log as the first store left it.
+func runAndRewrite(t testing.TB, dir string, ops []byte, model map[string]string) (log []byte) {
+	t.Helper()
+	m := openForOps(t, dir)
+	runOps(t, m, ops, model, func(map[string]string) {})
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	log = readAll(t, onlyFile(t, dir, "log.*"))
+	m = openForOps(t, dir) // replays the log, so rewrites it at once
+	eventually(t, "a rewrite after Open replayed a log", func() bool { return m.Stats().Rewrites > 0 })
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return log
 }
 
 // openDamaged runs ops on a store with a sync interval of 0, so that each
@@ -126,18 +128,7 @@ func openDamaged(t *testing.T, ops []byte, d damage, afterBase bool, at int, jun
 	dir := t.TempDir()
 	model := map[string]string{}
 	if first := len(ops) / 6 * 3; afterBase && first > 0 {
-		// The log to damage follows a base, which a rewrite wrote of the
-		// changes of the first half of ops.
-		m := openForOps(t, dir)
-		runOps(t, m, ops[:first], model, func(map[string]string) {})
-		if err := m.Close(); err != nil {
-			t.Fatal(err)
-		}
-		m = openForOps(t, dir) // replays the log, so rewrites it at once
-		eventually(t, "a rewrite after Open replayed a log", func() bool { return m.Stats().Rewrites > 0 })
-		if err := m.Close(); err != nil {
-			t.Fatal(err)
-		}
+		runAndRewrite(t, dir, ops[:first], model)
 		ops = ops[first:]
 	}
 	m := openForOps(t, dir)
@@ -314,13 +305,15 @@ func mustRestoreAgain(t *testing.T, m *memstore.MemStore, dir string, want map[s
 }
 
 // openForOps opens a store on dir with a sync interval of 0, so that each
-// change is in the log when it returns.
-func openForOps(t *testing.T, dir string) *memstore.MemStore {
+// change is in the log when it returns, closed when the test ends unless
+// the test closed it.
+func openForOps(t testing.TB, dir string) *memstore.MemStore {
 	t.Helper()
 	m, err := memstore.Open(dir, 0, memstore.WithSyncInterval(0))
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { m.Close() })
 	return m
 }
 
