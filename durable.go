@@ -58,7 +58,9 @@ func WithSyncInterval(d time.Duration) Option {
 // and, with a sync interval of 0, Commit return an error wrapping
 // ErrNotDurable. Every second it tries again, by writing the sessions afresh;
 // once that succeeds the disk has caught up. Nothing already on disk is lost
-// or damaged meanwhile.
+// or damaged meanwhile. A disk full, or failing, as Open starts is met the
+// same way: Open restores what dir holds and the store serves it. (Open
+// fails if it cannot create a file in dir at all: read-only, say.)
 //
 // The janitor's removals of expired sessions are not recorded: a restore
 // skips expired sessions anyway. Nor are evictions under WithMaxBytes: after
@@ -260,12 +262,16 @@ func awaitSync(b *syncBatch) error {
 }
 
 // startLog starts a new log in d and its writer, and attaches them to m.
-// On an error nothing was started.
+// On an error nothing was started. Only a failure to create the log's file
+// is an error: one to write or sync it is disk trouble, which the store
+// rides out as it does once started, so that a restart on a full disk
+// serves the sessions restored.
 func (d restoredDir) startLog(m *MemStore, lock *os.File) error {
-	file, err := createLog(d.dir, d.nextGen)
+	file, err := newLogFile(d.dir, d.nextGen)
 	if err != nil {
 		return err
 	}
+	started := writeLogStart(file, d.dir)
 	for _, name := range d.stale {
 		os.Remove(filepath.Join(d.dir, name)) // left by a crash; a failure leaves them for the next Open
 	}
@@ -285,6 +291,13 @@ func (d restoredDir) startLog(m *MemStore, lock *os.File) error {
 		due:      d.replayed, // fold the logs replayed into a base
 	}
 	m.log = l
+	if started != nil {
+		// The log may lack its start, so it takes no record: the rewrite
+		// that fail schedules starts a new one and catches up. A crash
+		// before leaves this log empty or cut short, which Open reads as it
+		// reads one a crash cut short as it was created.
+		l.fail(started)
+	}
 	if l.due {
 		l.signal() // the writer looks for work when woken
 	}

@@ -114,25 +114,37 @@ func (d *restoredDir) replay(m *MemStore, name string) error {
 }
 
 // createLog creates the log of generation gen in dir, with its start,
-// synced, its directory entry too.
+// synced, its directory entry too. On an error it leaves nothing behind.
 func createLog(dir string, gen uint64) (*os.File, error) {
-	name := filepath.Join(dir, fileName(logFile, gen))
-	f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL|os.O_APPEND, 0o600)
+	f, err := newLogFile(dir, gen)
 	if err != nil {
 		return nil, err
 	}
-	if _, err = f.Write(appendLogStart(nil)); err == nil {
+	if err := writeLogStart(f, dir); err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return nil, err
+	}
+	return f, nil
+}
+
+// newLogFile creates the file of the log of generation gen in dir, empty.
+func newLogFile(dir string, gen uint64) (*os.File, error) {
+	name := filepath.Join(dir, fileName(logFile, gen))
+	return os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL|os.O_APPEND, 0o600)
+}
+
+// writeLogStart writes the start of a log to f, a new file in dir, and
+// syncs it and its directory entry.
+func writeLogStart(f *os.File, dir string) error {
+	_, err := f.Write(appendLogStart(nil))
+	if err == nil {
 		err = f.Sync()
 	}
 	if err == nil {
 		err = syncDir(dir)
 	}
-	if err != nil {
-		f.Close()
-		os.Remove(name)
-		return nil, err
-	}
-	return f, nil
+	return err
 }
 
 // startRewrite starts generation l.gen+1: it creates its log, writes the
