@@ -64,18 +64,6 @@ func fillDisk(t *testing.T, dir string) string {
 	return f.Name()
 }
 
-// openDurable opens a store on dir, with a sync interval of interval, and
-// closes it when the test ends unless the test did.
-func openDurable(t *testing.T, dir string, interval time.Duration) *memstore.MemStore {
-	t.Helper()
-	m, err := memstore.Open(dir, 0, memstore.WithSyncInterval(interval))
-	if err != nil {
-		t.Fatalf("Open(%s): %v", dir, err)
-	}
-	t.Cleanup(func() { m.Close() })
-	return m
-}
-
 // commitOnDisk commits tokens s0 to s(n-1) and deletes s0, each acknowledged
 // as on disk (under a sync interval of 0), and returns the sessions.
 func commitOnDisk(t *testing.T, m *memstore.MemStore, n int) map[string][]byte {
@@ -131,7 +119,7 @@ func TestDiskFullKeepsServingAndCatchesUp(t *testing.T) {
 	for _, interval := range []time.Duration{0, time.Second} {
 		t.Run(fmt.Sprint("sync-interval-", interval), func(t *testing.T) {
 			dir := filepath.Join(mountSmallDisk(t), "sessions")
-			m := openDurable(t, dir, interval)
+			m := openStore(t, dir, memstore.WithSyncInterval(interval))
 			commitOnDisk(t, m, 20)
 			filler := fillDisk(t, filepath.Dir(dir))
 			changeWhileFull(t, m, interval)
@@ -143,7 +131,7 @@ func TestDiskFullKeepsServingAndCatchesUp(t *testing.T) {
 
 func TestDiskFullCloseReportsAndOpenRestoresWhatWasOnDisk(t *testing.T) {
 	dir := filepath.Join(mountSmallDisk(t), "sessions")
-	m := openDurable(t, dir, 0)
+	m := openStore(t, dir, memstore.WithSyncInterval(0))
 	onDisk := commitOnDisk(t, m, 20)
 	filler := fillDisk(t, filepath.Dir(dir))
 	changeWhileFull(t, m, 0)
@@ -159,7 +147,7 @@ func TestDiskFullCloseReportsAndOpenRestoresWhatWasOnDisk(t *testing.T) {
 
 	// A restart on the full disk: Open restores what the disk holds, and the
 	// store serves it from memory until the disk has room.
-	again := openDurable(t, dir, 0)
+	again := openStore(t, dir, memstore.WithSyncInterval(0))
 	mustHoldWhatWasOnDiskOrHeld(t, again, onDisk, held)
 	changeWhileFull(t, again, 0)
 	catchUp(t, again, filler)
@@ -213,7 +201,7 @@ func closeAndReopen(t *testing.T, m *memstore.MemStore, dir string) {
 	if err := m.Close(); err != nil {
 		t.Fatalf("Close after the store caught up: %v", err)
 	}
-	mustHoldExactly(t, openDurable(t, dir, 0), held)
+	mustHoldExactly(t, openStore(t, dir, memstore.WithSyncInterval(0)), held)
 }
 
 // joinKeys returns the set of the keys of the maps.

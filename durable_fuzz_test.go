@@ -106,13 +106,13 @@ func realFiles(f *testing.F, ops []byte) (log, base []byte) {
 // log as a base. It returns the log as the first store left it.
 func runAndRewrite(t testing.TB, dir string, ops []byte, model map[string]string) (log []byte) {
 	t.Helper()
-	m := openForOps(t, dir)
+	m := openStore(t, dir, memstore.WithSyncInterval(0))
 	runOps(t, m, ops, model, func(map[string]string) {})
 	if err := m.Close(); err != nil {
 		t.Fatal(err)
 	}
 	log = readAll(t, onlyFile(t, dir, "log.*"))
-	m = openForOps(t, dir) // replays the log, so rewrites it at once
+	m = openStore(t, dir, memstore.WithSyncInterval(0)) // replays the log, so rewrites it at once
 	eventually(t, "a rewrite after Open replayed a log", func() bool { return m.Stats().Rewrites > 0 })
 	if err := m.Close(); err != nil {
 		t.Fatal(err)
@@ -131,7 +131,7 @@ func openDamaged(t *testing.T, ops []byte, d damage, afterBase bool, at int, jun
 		runAndRewrite(t, dir, ops[:first], model)
 		ops = ops[first:]
 	}
-	m := openForOps(t, dir)
+	m := openStore(t, dir, memstore.WithSyncInterval(0))
 	log := newestLog(t, dir)
 	// states[k] is what the store holds after k changes, ends[k] where the
 	// log of the first k ends.
@@ -261,7 +261,7 @@ func openRaw(t *testing.T, d damage, content []byte) {
 // failed.
 func openChecked(t *testing.T, dir string) *memstore.MemStore {
 	t.Helper()
-	before := storeFiles(t, dir)
+	before := storeContents(t, dir)
 	size := 0
 	for _, content := range before {
 		size += len(content)
@@ -277,7 +277,7 @@ func openChecked(t *testing.T, dir string) *memstore.MemStore {
 		if !errors.Is(err, memstore.ErrBadSnapshot) {
 			t.Fatalf("Open: %v; want an error wrapping ErrBadSnapshot", err)
 		}
-		if !maps.Equal(storeFiles(t, dir), before) {
+		if !maps.Equal(storeContents(t, dir), before) {
 			t.Fatal("a failed Open changed the files")
 		}
 		return nil
@@ -302,19 +302,6 @@ func mustRestoreAgain(t *testing.T, m *memstore.MemStore, dir string, want map[s
 	if got := allOf(t, again); !maps.Equal(got, want) {
 		t.Fatalf("Open after a Close restored %d sessions; want the %d restored before", len(got), len(want))
 	}
-}
-
-// openForOps opens a store on dir with a sync interval of 0, so that each
-// change is in the log when it returns, closed when the test ends unless
-// the test closed it.
-func openForOps(t testing.TB, dir string) *memstore.MemStore {
-	t.Helper()
-	m, err := memstore.Open(dir, 0, memstore.WithSyncInterval(0))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { m.Close() })
-	return m
 }
 
 // runOps runs the changes that ops encodes on m, each of which must succeed,
@@ -371,31 +358,14 @@ func allOf(t testing.TB, m *memstore.MemStore) map[string]string {
 	return got
 }
 
-// storeFiles returns the files of dir but its lock, which any Open creates,
-// and their contents.
-func storeFiles(t testing.TB, dir string) map[string]string {
-	t.Helper()
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	files := map[string]string{}
-	for _, e := range entries {
-		if e.Name() != "LOCK" {
-			files[e.Name()] = string(readAll(t, filepath.Join(dir, e.Name())))
-		}
-	}
-	return files
-}
-
 // newestLog returns the name of the log of dir of the latest generation.
 func newestLog(t testing.TB, dir string) string {
 	t.Helper()
-	names, err := filepath.Glob(filepath.Join(dir, "log.*"))
-	if err != nil || len(names) == 0 {
-		t.Fatalf("%s holds no log: %v", dir, err)
+	names := logs(t, dir)
+	if len(names) == 0 {
+		t.Fatalf("%s holds no log", dir)
 	}
-	return names[len(names)-1] // Glob sorts, and the names sort as the generations
+	return names[len(names)-1] // the names sort as the generations
 }
 
 // onlyFile returns the name of the one file of dir that matches pattern.

@@ -61,6 +61,15 @@ func dirContents(t testing.TB, dir string) map[string]string {
 	return files
 }
 
+// storeContents is dirContents without the LOCK, which any Open creates,
+// empty.
+func storeContents(t testing.TB, dir string) map[string]string {
+	t.Helper()
+	files := dirContents(t, dir)
+	delete(files, "LOCK")
+	return files
+}
+
 // dirNames returns the names of the files in dir.
 func dirNames(t testing.TB, dir string) []string {
 	t.Helper()
@@ -374,7 +383,7 @@ func TestOpenRefusesADamagedDirectoryAndChangesNothing(t *testing.T) {
 			if err := os.WriteFile(filepath.Join(d, tc.file), tc.content, 0o600); err != nil {
 				t.Fatal(err)
 			}
-			before := dirContents(t, d)
+			before := storeContents(t, d)
 			m, err := memstore.Open(d, 0)
 			if err == nil || m != nil {
 				m.Close()
@@ -386,9 +395,7 @@ func TestOpenRefusesADamagedDirectoryAndChangesNothing(t *testing.T) {
 			if want := fmt.Sprint("offset ", tc.wantOffset); tc.wantOffset >= 0 && !strings.Contains(err.Error(), want) {
 				t.Errorf("Open: %v; want the error to say %q", err, want)
 			}
-			after := dirContents(t, d)
-			delete(after, "LOCK") // the lock's file, empty
-			if !maps.Equal(after, before) {
+			if !maps.Equal(storeContents(t, d), before) {
 				t.Errorf("a failed Open changed %s", d)
 			}
 		})
