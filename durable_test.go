@@ -195,7 +195,7 @@ func TestOpenFailsOnAFile(t *testing.T) {
 
 func TestOpenLeavesOtherFilesAlone(t *testing.T) {
 	dir := t.TempDir()
-	for _, name := range []string{"notes.txt", "log.txt", "base.1", "log.00000000000000zz"} {
+	for _, name := range []string{"notes.txt", "log.txt", "base.1", "log.00000000000000zz", "log.ffffffffffffffff"} {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(name), 0o600); err != nil {
 			t.Fatal(err)
 		}
@@ -206,7 +206,7 @@ func TestOpenLeavesOtherFilesAlone(t *testing.T) {
 	mustHoldExactly(t, m, map[string][]byte{"tok": []byte("data")})
 	m.Close()
 	files := dirContents(t, dir)
-	for _, name := range []string{"notes.txt", "log.txt", "base.1", "log.00000000000000zz"} {
+	for _, name := range []string{"notes.txt", "log.txt", "base.1", "log.00000000000000zz", "log.ffffffffffffffff"} {
 		if files[name] != name {
 			t.Errorf("after Open and Close, %s holds %q; want it untouched", name, files[name])
 		}

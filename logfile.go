@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"math"
 	"os"
 	"strconv"
 	"strings"
@@ -67,7 +68,9 @@ func parseFileName(name string) (fileKind, uint64, bool) {
 		return "", 0, false
 	}
 	gen, err := strconv.ParseUint(hex, 16, 64)
-	return fileKind(kind), gen, err == nil
+	// The last generation has no next: a file claiming it is not the
+	// store's (it would take 2^64 rewrites to get there).
+	return fileKind(kind), gen, err == nil && gen < math.MaxUint64
 }
 
 // appendLogStart appends the start of a log to b.
