@@ -58,7 +58,9 @@ func WithSyncInterval(d time.Duration) Option {
 // and, with a sync interval of 0, Commit return an error wrapping
 // ErrNotDurable. Every second it tries again, by writing the sessions afresh;
 // once that succeeds the disk has caught up. Nothing already on disk is lost
-// or damaged meanwhile.
+// or damaged meanwhile. A disk full, or failing, as Open starts is met the
+// same way: Open restores what dir holds and the store serves it. (Open
+// fails if it cannot create a file in dir at all: read-only, say.)
 //
 // The janitor's removals of expired sessions are not recorded: a restore
 // skips expired sessions anyway. Nor are evictions under WithMaxBytes: after
@@ -89,7 +91,7 @@ func WithSyncInterval(d time.Duration) Option {
 // BSDs and Windows; elsewhere it returns an error.
 //
 // Close writes and syncs what is not on disk yet, waits for a rewrite in
-// progress, and releases dir; after Close the store keeps working in
+// progress or does one that is due, and releases dir; after Close the store keeps working in
 // memory, but records nothing (see Close). An Open that fails releases dir
 // and returns a nil store.
 func Open(dir string, cleanupInterval time.Duration, opts ...Option) (*MemStore, error) {
@@ -260,12 +262,16 @@ func awaitSync(b *syncBatch) error {
 }
 
 // startLog starts a new log in d and its writer, and attaches them to m.
-// On an error nothing was started.
+// On an error nothing was started. Only a failure to create the log's file
+// is an error: one to write or sync it is disk trouble, which the store
+// rides out as it does once started, so that a restart on a full disk
+// serves the sessions restored.
 func (d restoredDir) startLog(m *MemStore, lock *os.File) error {
-	file, err := createLog(d.dir, d.nextGen)
+	file, err := newLogFile(d.dir, d.nextGen)
 	if err != nil {
 		return err
 	}
+	started := writeLogStart(file, d.dir)
 	for _, name := range d.stale {
 		os.Remove(filepath.Join(d.dir, name)) // left by a crash; a failure leaves them for the next Open
 	}
@@ -285,6 +291,13 @@ func (d restoredDir) startLog(m *MemStore, lock *os.File) error {
 		due:      d.replayed, // fold the logs replayed into a base
 	}
 	m.log = l
+	if started != nil {
+		// The log may lack its start, so it takes no record: the rewrite
+		// that fail schedules starts a new one and catches up. A crash
+		// before leaves this log empty or cut short, which Open reads as it
+		// reads one a crash cut short as it was created.
+		l.fail(started)
+	}
 	if l.due {
 		l.signal() // the writer looks for work when woken
 	}
@@ -464,7 +477,9 @@ func (l *durableLog) close() error {
 
 // finish writes and syncs the records left, waits for a rewrite in
 // progress, writes the sessions afresh if a disk error lost records since the
-// last base, and closes the log and the lock. It returns the first error met.
+// last base or a rewrite is due (Open replayed logs, and the writer had not
+// started folding them when Close came), and closes the log and the lock. It
+// returns the first error met.
 func (l *durableLog) finish(store weak.Pointer[MemStore]) error {
 	var first error
 	keep := func(err error) {
@@ -476,7 +491,7 @@ func (l *durableLog) finish(store weak.Pointer[MemStore]) error {
 	if l.rewritten != nil {
 		keep(l.rewriteDone(<-l.rewritten))
 	}
-	if m := store.Value(); l.owed && m != nil {
+	if m := store.Value(); (l.owed || l.due) && m != nil {
 		if err := l.startRewrite(m); err != nil {
 			keep(err)
 		} else {

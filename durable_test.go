@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -49,19 +50,45 @@ func logs(t testing.TB, dir string) []string {
 // dirContents returns every file of dir and its bytes.
 func dirContents(t testing.TB, dir string) map[string]string {
 	t.Helper()
+	files := map[string]string{}
+	for _, name := range dirNames(t, dir) {
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		files[name] = string(b)
+	}
+	return files
+}
+
+// storeContents is dirContents without the LOCK, which any Open creates,
+// empty.
+func storeContents(t testing.TB, dir string) map[string]string {
+	t.Helper()
+	files := dirContents(t, dir)
+	delete(files, "LOCK")
+	return files
+}
+
+// dirNames returns the names of the files in dir.
+func dirNames(t testing.TB, dir string) []string {
+	t.Helper()
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	files := map[string]string{}
-	for _, e := range entries {
-		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		files[e.Name()] = string(b)
+	names := make([]string, len(entries))
+	for i, e := range entries {
+		names[i] = e.Name()
 	}
-	return files
+	return names
+}
+
+// storeFiles returns the names of the files of a durable store's directory,
+// but its LOCK, which stays.
+func storeFiles(t testing.TB, dir string) []string {
+	t.Helper()
+	return slices.DeleteFunc(dirNames(t, dir), func(name string) bool { return name == "LOCK" })
 }
 
 // committedLog returns a directory whose one log holds the Commits of
@@ -168,7 +195,7 @@ func TestOpenFailsOnAFile(t *testing.T) {
 
 func TestOpenLeavesOtherFilesAlone(t *testing.T) {
 	dir := t.TempDir()
-	for _, name := range []string{"notes.txt", "log.txt", "base.1", "log.00000000000000zz"} {
+	for _, name := range []string{"notes.txt", "log.txt", "base.1", "log.00000000000000zz", "log.ffffffffffffffff"} {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(name), 0o600); err != nil {
 			t.Fatal(err)
 		}
@@ -179,7 +206,7 @@ func TestOpenLeavesOtherFilesAlone(t *testing.T) {
 	mustHoldExactly(t, m, map[string][]byte{"tok": []byte("data")})
 	m.Close()
 	files := dirContents(t, dir)
-	for _, name := range []string{"notes.txt", "log.txt", "base.1", "log.00000000000000zz"} {
+	for _, name := range []string{"notes.txt", "log.txt", "base.1", "log.00000000000000zz", "log.ffffffffffffffff"} {
 		if files[name] != name {
 			t.Errorf("after Open and Close, %s holds %q; want it untouched", name, files[name])
 		}
@@ -356,7 +383,7 @@ func TestOpenRefusesADamagedDirectoryAndChangesNothing(t *testing.T) {
 			if err := os.WriteFile(filepath.Join(d, tc.file), tc.content, 0o600); err != nil {
 				t.Fatal(err)
 			}
-			before := dirContents(t, d)
+			before := storeContents(t, d)
 			m, err := memstore.Open(d, 0)
 			if err == nil || m != nil {
 				m.Close()
@@ -368,24 +395,11 @@ func TestOpenRefusesADamagedDirectoryAndChangesNothing(t *testing.T) {
 			if want := fmt.Sprint("offset ", tc.wantOffset); tc.wantOffset >= 0 && !strings.Contains(err.Error(), want) {
 				t.Errorf("Open: %v; want the error to say %q", err, want)
 			}
-			after := dirContents(t, d)
-			delete(after, "LOCK") // the lock's file, empty
-			if !maps.Equal(after, before) {
+			if !maps.Equal(storeContents(t, d), before) {
 				t.Errorf("a failed Open changed %s", d)
 			}
 		})
 	}
-}
-
-func TestOpenTwiceInOneProcess(t *testing.T) {
-	dir := t.TempDir()
-	m := openStore(t, dir)
-	if second, err := memstore.Open(dir, 0); !errors.Is(err, memstore.ErrLocked) || second != nil {
-		t.Fatalf("second Open = %v, %v; want nil and an error wrapping ErrLocked", second, err)
-	}
-	mustCommit(t, m, "tok", []byte("data"), inAnHour())
-	m = reopen(t, m, dir) // Close released the directory
-	mustFind(t, m, "tok", []byte("data"))
 }
 
 // TestLogFormatExample checks the log example at the end of FORMAT.md, byte
@@ -447,4 +461,62 @@ func TestForgottenDurableStoreSyncsAndReleasesItsDirectory(t *testing.T) {
 	})
 	t.Cleanup(func() { m.Close() })
 	mustHoldExactly(t, m, map[string][]byte{"tok": []byte("data")})
+}
+
+// TestIdleRestartsLeaveOneLog opens and closes a store that records nothing,
+// again and again: each Open starts a new log, and the one before, which
+// holds no record, must go, so that restarts do not pile up files.
+func TestIdleRestartsLeaveOneLog(t *testing.T) {
+	dir := t.TempDir()
+	for i := range 5 {
+		m, err := memstore.Open(dir, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := m.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if files := storeFiles(t, dir); len(files) != 1 || !strings.HasPrefix(files[0], "log.") {
+			t.Errorf("after restart %d the directory holds %q; want one log", i+1, files)
+		}
+	}
+}
+
+// TestCloseRightAfterOpenRewrites opens directories whose logs hold a record
+// and closes them at once: the rewrite that Open owes them must be done by
+// Close, which leaves a base and a log, and the session.
+func TestCloseRightAfterOpenRewrites(t *testing.T) {
+	for i := range 20 {
+		dir := t.TempDir()
+		m, err := memstore.Open(dir, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := m.Commit("token", []byte("data"), time.Now().Add(time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+		if err := m.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if m, err = memstore.Open(dir, 0); err != nil {
+			t.Fatal(err)
+		}
+		if err := m.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if st := m.Stats(); st.Rewrites != 1 {
+			t.Errorf("directory %d: Stats().Rewrites = %d after Close; want 1", i, st.Rewrites)
+		}
+		files := storeFiles(t, dir)
+		if len(files) != 2 || !strings.HasPrefix(files[0], "base.") || !strings.HasPrefix(files[1], "log.") {
+			t.Errorf("directory %d holds %q; want a base and a log", i, files)
+		}
+		if m, err = memstore.Open(dir, 0); err != nil {
+			t.Fatal(err)
+		}
+		if b, found, _ := m.Find("token"); string(b) != "data" {
+			t.Errorf("directory %d: Find after the rewrite = %q, %v; want \"data\", true", i, b, found)
+		}
+		m.Close()
+	}
 }

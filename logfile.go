@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"math"
 	"os"
 	"strconv"
 	"strings"
@@ -67,7 +68,9 @@ func parseFileName(name string) (fileKind, uint64, bool) {
 		return "", 0, false
 	}
 	gen, err := strconv.ParseUint(hex, 16, 64)
-	return fileKind(kind), gen, err == nil
+	// The last generation has no next: a file claiming it is not the
+	// store's (it would take 2^64 rewrites to get there).
+	return fileKind(kind), gen, err == nil && gen < math.MaxUint64
 }
 
 // appendLogStart appends the start of a log to b.
@@ -121,11 +124,12 @@ type change struct {
 // readLog reads the log in the named file and calls apply for each of its
 // records, in order. A log cut short by a crash ends in a torn record: a
 // record that runs past the end of the file, or whose checksums fail where
-// nothing but zeros follows it (a file system may extend a file before the
-// data in it reaches the disk). readLog drops it and reports torn. Any other
-// bad record, or a bad start, means the file is damaged: readLog returns an
-// error wrapping ErrBadSnapshot that names the file and the record's offset,
-// having called apply for the records before it.
+// nothing but zeros follows what of it can be trusted (a file system may
+// extend a file before the data in it reaches the disk), or a start cut
+// short so. readLog drops it and reports torn. Any other bad record, or a
+// bad start, means the file is damaged: readLog returns an error wrapping
+// ErrBadSnapshot that names the file and the record's offset, having called
+// apply for the records before it.
 //
 // readLog reads no more than the file's size when opened: a longer file
 // ends, for it, there.
@@ -163,25 +167,23 @@ func readWhole(name string) ([]byte, error) {
 
 // decodeLog is readLog for a log held whole in b.
 func decodeLog(b []byte, apply func(change)) (torn bool, err error) {
-	if len(b) < logStartLen {
+	if written := bytes.TrimRight(b, "\x00"); len(written) < logStartLen && bytes.HasPrefix(appendLogStart(nil), written) {
 		// A crash just after the file was created: a prefix of the start,
-		// or the zeros of a file extended before its data was written.
-		if isPrefixOrZeros(b, appendLogStart(nil)) {
-			return len(b) > 0, nil
-		}
-		return false, fmt.Errorf("%w: not a memstore log (starts %q)", ErrBadSnapshot, b)
+		// and maybe the zeros of a file extended before its data was
+		// written. The start holds no zero byte.
+		return len(b) > 0, nil
 	}
-	if string(b[:len(logMagic)]) != logMagic {
-		return false, fmt.Errorf("%w: not a memstore log (starts %q)", ErrBadSnapshot, b[:len(logMagic)])
+	if len(b) < logStartLen || string(b[:len(logMagic)]) != logMagic {
+		return false, fmt.Errorf("%w: not a memstore log (starts %q)", ErrBadSnapshot, b[:min(len(b), len(logMagic))])
 	}
 	if v := b[len(logMagic)]; v != logVersion {
 		return false, fmt.Errorf("%w: unknown log version %d (this package reads version %d)", ErrBadSnapshot, v, logVersion)
 	}
 	for off := logStartLen; off < len(b); {
 		rest := b[off:]
-		payload, bad := nextRecord(rest)
+		payload, trusted, bad := nextRecord(rest)
 		if bad != "" {
-			if isPrefixOrZeros(rest, nil) || bad == badRunsPastEnd {
+			if bad == badRunsPastEnd || isZeros(rest[trusted:]) {
 				return true, nil
 			}
 			return false, fmt.Errorf("%w: %s in the record at offset %d", ErrBadSnapshot, bad, off)
@@ -204,29 +206,28 @@ const (
 )
 
 // nextRecord returns the payload of the record that starts b, or why it is
-// bad. A record whose length passes its checksum but runs past the end of b
-// was cut short; the last record of a file whose payload checksum fails was
-// too, as far as anyone can tell.
-func nextRecord(b []byte) (payload []byte, bad string) {
+// bad and how many of its bytes can be trusted not to be another record's:
+// its length and the length's checksum, if that fails, and else the whole
+// record, as long as the length says. A record whose length passes its
+// checksum but runs past the end of b was cut short.
+func nextRecord(b []byte) (payload []byte, trusted int, bad string) {
+	const lengthLen = 8 // the length and its checksum
 	if len(b) < recordHeaderLen {
-		return nil, badRunsPastEnd
+		return nil, len(b), badRunsPastEnd
 	}
 	size := binary.BigEndian.Uint32(b[0:])
 	if crc32.Checksum(b[0:4], castagnoli) != binary.BigEndian.Uint32(b[4:]) {
-		return nil, badLength
+		return nil, lengthLen, badLength
 	}
 	end := recordHeaderLen + int64(size)
 	if end > int64(len(b)) {
-		return nil, badRunsPastEnd
+		return nil, len(b), badRunsPastEnd
 	}
 	payload = b[recordHeaderLen:end]
 	if crc32.Checksum(payload, castagnoli) != binary.BigEndian.Uint32(b[8:]) {
-		if end == int64(len(b)) {
-			return nil, badRunsPastEnd
-		}
-		return nil, badPayload
+		return nil, int(end), badPayload
 	}
-	return payload, ""
+	return payload, int(end), ""
 }
 
 // parseChange decodes a record's payload, whose checksum has passed.
@@ -249,7 +250,7 @@ func parseChange(p []byte) (change, bool) {
 	return change{}, false
 }
 
-// isPrefixOrZeros reports whether b is all zeros, or a prefix of prefix.
-func isPrefixOrZeros(b, prefix []byte) bool {
-	return bytes.HasPrefix(prefix, b) || len(bytes.Trim(b, "\x00")) == 0
+// isZeros reports whether b holds nothing but zeros.
+func isZeros(b []byte) bool {
+	return len(bytes.TrimRight(b, "\x00")) == 0
 }

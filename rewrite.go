@@ -32,7 +32,7 @@ type restoredDir struct {
 	older    int64    // the bytes of the logs replayed
 	replayed bool     // the logs held records
 	torn     uint64   // torn last records dropped
-	stale    []string // files a crash left: older generations and temporary files
+	stale    []string // files a crash left, older generations and temporary files, and logs holding no record
 }
 
 // restoreDir restores into m, which records nothing yet, the sessions that
@@ -86,10 +86,14 @@ func (m *MemStore) restoreDir(dir string) (restoredDir, error) {
 	return d, nil
 }
 
-// replay applies the log in the named file to m.
+// replay applies the log in the named file to m. A log that holds no
+// record is stale: a store that was opened and closed, or killed, before
+// it recorded anything left it, and every such restart would leave one
+// more.
 func (d *restoredDir) replay(m *MemStore, name string) error {
+	records := false
 	torn, err := readLog(name, func(c change) {
-		d.replayed = true
+		d.replayed, records = true, true
 		token := string(c.token)
 		if !c.put || errors.Is(m.Commit(token, c.data, time.Unix(0, c.expiry)), ErrTooLarge) {
 			m.Delete(token) // a session too large for the cap replaced the older one
@@ -98,35 +102,49 @@ func (d *restoredDir) replay(m *MemStore, name string) error {
 	if err != nil {
 		return err
 	}
-	if info, err := os.Stat(name); err == nil {
-		d.older += info.Size()
-	}
 	if torn {
 		d.torn++
+	}
+	if !records {
+		d.stale = append(d.stale, filepath.Base(name))
+	} else if info, err := os.Stat(name); err == nil {
+		d.older += info.Size()
 	}
 	return nil
 }
 
 // createLog creates the log of generation gen in dir, with its start,
-// synced, its directory entry too.
+// synced, its directory entry too. On an error it leaves nothing behind.
 func createLog(dir string, gen uint64) (*os.File, error) {
-	name := filepath.Join(dir, fileName(logFile, gen))
-	f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL|os.O_APPEND, 0o600)
+	f, err := newLogFile(dir, gen)
 	if err != nil {
 		return nil, err
 	}
-	if _, err = f.Write(appendLogStart(nil)); err == nil {
+	if err := writeLogStart(f, dir); err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return nil, err
+	}
+	return f, nil
+}
+
+// newLogFile creates the file of the log of generation gen in dir, empty.
+func newLogFile(dir string, gen uint64) (*os.File, error) {
+	name := filepath.Join(dir, fileName(logFile, gen))
+	return os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL|os.O_APPEND, 0o600)
+}
+
+// writeLogStart writes the start of a log to f, a new file in dir, and
+// syncs it and its directory entry.
+func writeLogStart(f *os.File, dir string) error {
+	_, err := f.Write(appendLogStart(nil))
+	if err == nil {
 		err = f.Sync()
 	}
 	if err == nil {
 		err = syncDir(dir)
 	}
-	if err != nil {
-		f.Close()
-		os.Remove(name)
-		return nil, err
-	}
-	return f, nil
+	return err
 }
 
 // startRewrite starts generation l.gen+1: it creates its log, writes the
