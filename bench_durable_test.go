@@ -22,10 +22,12 @@ import (
 // side by side, as sub-benchmarks named op=OP/store=new and op=OP/store=open,
 // so that
 //
-//	go test -run '^$' -bench 'Durable$' -count 6 . > durable.txt
+//	for i in 1 2 3 4 5 6; do go test -run '^$' -bench 'Durable$' .; done > durable.txt
 //	benchstat -col /store durable.txt
 //
-// gives the ratios. BenchmarkDurableClients measures the calls that wait for
+// gives the ratios. (-count 6 would run each sub-benchmark six times in a
+// row; the loop interleaves the two stores, so that a machine whose load
+// drifts disturbs both alike.) BenchmarkDurableClients measures the calls that wait for
 // an fsync under 50 clients, and BenchmarkDurableOpen the restore of a
 // directory. Every store keeps its directory in os.TempDir, so the figures are
 // those of the disk under it.
