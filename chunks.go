@@ -88,7 +88,12 @@ func writeRecord(dst []byte, token string, data []byte) {
 // record returns the token and data of the record at off in c, and its size.
 // The data slice has cap == len, so that a caller's append copies.
 func (c *chunk) record(off uint16) (token, data []byte, size int) {
-	b := c.buf[off:]
+	return splitRecord(c.buf[off:])
+}
+
+// splitRecord returns the token and data of the record that starts b, and
+// its size.
+func splitRecord(b []byte) (token, data []byte, size int) {
 	tokenLen, n1 := binary.Uvarint(b)
 	dataLen, n2 := binary.Uvarint(b[n1:])
 	start := n1 + n2

@@ -68,14 +68,14 @@ func WithSyncInterval(d time.Duration) Option {
 // short.
 //
 // The log grows with every change. When it passes twice the size of the
-// live sessions plus 16 MiB, a background rewrite writes the live sessions
+// live sessions plus 64 MiB, a background rewrite writes the live sessions
 // as a new base, a snapshot in the format of WriteFile, starts a new log, and
 // deletes the files before them; a restart does so too, so that Open does not
 // replay the same log again and again. Requests do not wait for a rewrite.
 // So dir holds, besides a rewrite in progress, at most a base and a log each
 // about the live sessions' size when written, the log up to twice plus
-// 16 MiB: no more than about three times the live sessions' size on disk,
-// plus 16 MiB, and a new base's worth more while a rewrite runs.
+// 64 MiB: no more than about three times the live sessions' size on disk,
+// plus 64 MiB, and a new base's worth more while a rewrite runs.
 //
 // A crash at any moment, a rewrite's included, leaves dir in a state Open
 // restores. A record cut short by a crash at the end of a log is dropped and
@@ -128,12 +128,17 @@ const writeAt = 256 << 10
 const maxPending = 16 << 20
 
 // rewriteSlack is how far past twice the live sessions' size a log grows
-// before a rewrite, so that a small store does not rewrite at every change.
-const rewriteSlack = 16 << 20
+// before a rewrite, so that a small store does not rewrite at every change:
+// Redis's auto-aof-rewrite-min-size. A rewrite writes every live session,
+// so under a stream of Commits it is the larger part of the disk's work.
+const rewriteSlack = 64 << 20
 
-// durableLog records a store's changes in its directory. Changes are
-// appended to pending under MemStore.mu, in the order they change the store;
-// the writer goroutine writes and syncs them.
+// durableLog records a store's changes in its directory. Changes are queued
+// in pending under MemStore.mu, in the order they change the store; the
+// writer goroutine encodes, writes and syncs them. A Commit queues a
+// reference to its record in a chunk, which is never modified, so that the
+// checksums and the copy into the log happen on the writer's time, not on
+// the Commit's.
 type durableLog struct {
 	dir      string
 	interval time.Duration // see WithSyncInterval
@@ -141,7 +146,8 @@ type durableLog struct {
 	lock     *os.File      // holds dir's lock until the writer returns
 
 	mu      sync.Mutex // guards the fields below; taken after MemStore.mu when both are
-	pending []byte     // records not written yet
+	pending []logEntry // changes not written yet
+	size    int        // the bytes pending takes in the log, about
 	batch   *syncBatch // completed by the next sync; nil until a caller waits for one
 	failed  error      // why the last write or sync failed: records are not kept until a rewrite starts
 	closed  bool       // Close has begun: records are not kept
@@ -164,7 +170,30 @@ type durableLog struct {
 	due        bool             // a rewrite is wanted
 	retry      <-chan time.Time // after a failure, fires when a rewrite may be tried again; nil otherwise
 	rewritten  chan error       // the result of the rewrite in progress; nil when none is
-	spare      []byte           // the other buffer for pending
+	spare      []logEntry       // the other buffer for pending
+	out        []byte           // the log's bytes of the changes taken from pending
+}
+
+// logEntry is one change waiting to be written to the log.
+type logEntry struct {
+	record []byte // a Commit's record, in its chunk; nil for a Delete
+	token  string // a Delete's token
+	expiry int64  // a Commit's expiry, in Unix nanoseconds
+}
+
+// appendTo appends e's record in the log to b.
+func (e logEntry) appendTo(b []byte) []byte {
+	if e.record == nil {
+		return appendDelete(b, e.token)
+	}
+	token, data, _ := splitRecord(e.record)
+	return appendPut(b, token, data, e.expiry)
+}
+
+// logSize is about the size of e's record in the log: enough to decide when
+// to write.
+func (e logEntry) logSize() int {
+	return recordHeaderLen + 9 + len(e.record) + len(e.token)
 }
 
 // diskStats are the durable mode's figures in Stats.
@@ -182,18 +211,17 @@ type syncBatch struct {
 	err  error // set before done is closed
 }
 
-// putLocked records a Commit. It returns the sync to wait for, if the caller
-// must. m.mu must be held for writing, so that records are in the order of
-// the changes.
-func (l *durableLog) putLocked(token string, data []byte, expiry time.Time) *syncBatch {
+// putLocked records a Commit, whose record in a chunk is record. It returns
+// the sync to wait for, if the caller must. m.mu must be held for writing,
+// so that changes are recorded in the order they are made.
+func (l *durableLog) putLocked(record []byte, expiry time.Time) *syncBatch {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	wait := l.interval == 0 || len(l.pending) >= maxPending
+	wait := l.interval == 0 || l.size >= maxPending
 	if err := l.refusingLocked(); err != nil {
 		return refused(wait, err)
 	}
-	l.pending = appendPut(l.pending, token, data, unixNano(expiry))
-	return l.queuedLocked(wait)
+	return l.queuedLocked(logEntry{record: record, expiry: unixNano(expiry)}, wait)
 }
 
 // deleteLocked records a Delete, and returns the sync to wait for. m.mu
@@ -204,8 +232,7 @@ func (l *durableLog) deleteLocked(token string) *syncBatch {
 	if err := l.refusingLocked(); err != nil {
 		return refused(true, err)
 	}
-	l.pending = appendDelete(l.pending, token)
-	return l.queuedLocked(true)
+	return l.queuedLocked(logEntry{token: token}, true)
 }
 
 // refusingLocked returns why records are not kept now, if they are not.
@@ -229,11 +256,13 @@ func refused(wait bool, err error) *syncBatch {
 	return b
 }
 
-// queuedLocked wakes the writer if a caller waits or there is enough to
-// write, and returns the sync the caller waits for, if it does.
-func (l *durableLog) queuedLocked(wait bool) *syncBatch {
+// queuedLocked queues e, wakes the writer if a caller waits or there is
+// enough to write, and returns the sync the caller waits for, if it does.
+func (l *durableLog) queuedLocked(e logEntry, wait bool) *syncBatch {
+	l.pending = append(l.pending, e)
+	l.size += e.logSize()
 	if !wait {
-		if len(l.pending) >= writeAt {
+		if l.size >= writeAt {
 			l.signal()
 		}
 		return nil
@@ -346,28 +375,34 @@ func (l *durableLog) flush(sync bool) {
 	l.writeOut(buf, b, failed, sync)
 }
 
-// takePending takes the records pending, the sync callers wait for, and the
-// failure that keeps records out, if any.
-func (l *durableLog) takePending() (buf []byte, b *syncBatch, failed error) {
+// takePending takes the changes pending, the sync callers wait for, and the
+// failure that keeps changes out, if any.
+func (l *durableLog) takePending() (entries []logEntry, b *syncBatch, failed error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	buf, b, failed = l.pending, l.batch, l.failed
-	l.pending, l.batch, l.spare = l.spare[:0], nil, nil
-	return buf, b, failed
+	entries, b, failed = l.pending, l.batch, l.failed
+	l.pending, l.size, l.batch, l.spare = l.spare[:0], 0, nil, nil
+	return entries, b, failed
 }
 
-// writeOut writes buf, taken by takePending, to the current log, unless
+// writeOut writes entries, taken by takePending, to the current log, unless
 // failed, syncs it if sync is set or a caller waits, and completes b.
-func (l *durableLog) writeOut(buf []byte, b *syncBatch, failed error, sync bool) {
+func (l *durableLog) writeOut(entries []logEntry, b *syncBatch, failed error, sync bool) {
 	var err error
 	if failed == nil {
-		err = l.write(buf)
+		l.out = l.out[:0]
+		for _, e := range entries {
+			l.out = e.appendTo(l.out)
+		}
+		err = l.write(l.out)
 		if err == nil && l.unsynced && (sync || b != nil) {
 			err = l.sync()
 		}
 	}
-	if cap(buf) <= maxPending {
-		l.spare = buf[:0]
+	clear(entries) // let go of the chunks
+	l.spare = entries[:0]
+	if cap(l.out) > maxPending {
+		l.out = nil
 	}
 	switch {
 	case err != nil:
@@ -425,7 +460,8 @@ func (l *durableLog) sync() error {
 func (l *durableLog) fail(err error) {
 	l.mu.Lock()
 	l.failed = err
-	l.pending = l.pending[:0]
+	clear(l.pending)
+	l.pending, l.size = l.pending[:0], 0
 	b := l.batch
 	l.batch = nil
 	l.stats.diskErrors++

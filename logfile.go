@@ -79,7 +79,7 @@ func appendLogStart(b []byte) []byte {
 }
 
 // appendPut appends the record of a Commit to b.
-func appendPut(b []byte, token string, data []byte, expiry int64) []byte {
+func appendPut(b, token, data []byte, expiry int64) []byte {
 	b, start := beginRecord(b)
 	b = append(b, opPut)
 	b = binary.AppendUvarint(b, uint64(len(token)))

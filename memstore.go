@@ -187,7 +187,7 @@ func (m *MemStore) Commit(token string, b []byte, expiry time.Time) error {
 	m.putLocked(h, token, r, deadline)
 	var synced *syncBatch
 	if m.log != nil {
-		synced = m.log.putLocked(token, b, expiry)
+		synced = m.log.putLocked(r.buf, expiry)
 	}
 	m.mu.Unlock()
 	if err := awaitSync(synced); err != nil && m.syncInterval == 0 {
@@ -297,9 +297,10 @@ func (m *MemStore) deadline(expiry time.Time) (deadline time.Duration, live bool
 	return addSaturating(now.Sub(m.epoch), lifetime), true
 }
 
-// expiry turns a deadline back into a wall-clock time, as of now.
-func (m *MemStore) expiry(deadline time.Duration) time.Time {
-	now := time.Now()
+// expiry turns a deadline back into a wall-clock time, as the two clocks
+// stood at now (a reading of time.Now, taken once for many deadlines: a
+// clock read costs more than the rest).
+func (m *MemStore) expiry(deadline time.Duration, now time.Time) time.Time {
 	return now.Add(deadline - now.Sub(m.epoch)).Round(0)
 }
 

@@ -73,8 +73,9 @@ func (m *MemStore) WriteTo(w io.Writer) (int64, error) {
 	if _, err := out.Write(rec); err != nil {
 		return counted.n, fmt.Errorf("memstore: writing snapshot: %w", err)
 	}
+	now := time.Now()
 	for _, s := range slices.Backward(sessions) { // a token met twice: the newer entry first
-		rec = appendEntry(rec[:0], s.token, unixNano(m.expiry(s.deadline)), s.data)
+		rec = appendEntry(rec[:0], s.token, unixNano(m.expiry(s.deadline, now)), s.data)
 		if _, err := out.Write(rec); err != nil {
 			return counted.n, fmt.Errorf("memstore: writing snapshot: %w", err)
 		}
@@ -471,7 +472,7 @@ func (mg *merger) flush() {
 		}
 		m.putLocked(h, s.token, s.r, s.deadline)
 		if m.log != nil {
-			mg.synced = cmp.Or(m.log.putLocked(s.token, s.data, s.expiry), mg.synced)
+			mg.synced = cmp.Or(m.log.putLocked(s.r.buf, s.expiry), mg.synced)
 		}
 	}
 	mg.batch = mg.batch[:0]
