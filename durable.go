@@ -127,6 +127,11 @@ const writeAt = 256 << 10
 // falls behind, before a Commit waits for them to be written.
 const maxPending = 16 << 20
 
+// maxKeptEntries is the most changes the writer keeps room for between
+// writes, about 3 MB: a slice grown past it while the disk was slow is
+// let go.
+const maxKeptEntries = 1 << 16
+
 // rewriteSlack is how far past twice the live sessions' size a log grows
 // before a rewrite, so that a small store does not rewrite at every change:
 // Redis's auto-aof-rewrite-min-size. A rewrite writes every live session,
@@ -390,19 +395,14 @@ func (l *durableLog) takePending() (entries []logEntry, b *syncBatch, failed err
 func (l *durableLog) writeOut(entries []logEntry, b *syncBatch, failed error, sync bool) {
 	var err error
 	if failed == nil {
-		l.out = l.out[:0]
-		for _, e := range entries {
-			l.out = e.appendTo(l.out)
-		}
-		err = l.write(l.out)
+		err = l.encodeAndWrite(entries)
 		if err == nil && l.unsynced && (sync || b != nil) {
 			err = l.sync()
 		}
 	}
 	clear(entries) // let go of the chunks
-	l.spare = entries[:0]
-	if cap(l.out) > maxPending {
-		l.out = nil
+	if cap(entries) <= maxKeptEntries {
+		l.spare = entries[:0]
 	}
 	switch {
 	case err != nil:
@@ -413,6 +413,26 @@ func (l *durableLog) writeOut(entries []logEntry, b *syncBatch, failed error, sy
 	default:
 		complete(b, nil)
 	}
+}
+
+// encodeAndWrite writes the records of entries to the current log, writeAt
+// bytes at a time, so that the buffer they are encoded in stays small
+// however many there are.
+func (l *durableLog) encodeAndWrite(entries []logEntry) error {
+	l.out = l.out[:0]
+	for _, e := range entries {
+		if l.out = e.appendTo(l.out); len(l.out) >= writeAt {
+			if err := l.write(l.out); err != nil {
+				return err
+			}
+			l.out = l.out[:0]
+		}
+	}
+	err := l.write(l.out)
+	if cap(l.out) > 2*writeAt {
+		l.out = nil // grown for a large session: not kept
+	}
+	return err
 }
 
 // complete ends b, if not nil, with err.
