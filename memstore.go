@@ -24,6 +24,10 @@
 // Close stops the janitor. Every method keeps working after Close; only the
 // background removal of expired sessions stops.
 //
+// A store from Open keeps its sessions in a directory as well, in an
+// append-only log synced every second, with Delete on disk before it
+// returns, so that they survive a crash; Find still reads memory alone.
+//
 // The store costs the garbage collector nothing per session: tokens and data
 // are written side by side into large byte slices, and the index that finds
 // them, keyed by a hash of the token, holds no pointers (but for the rare

@@ -46,6 +46,7 @@ var latestUnixNano = time.Unix(0, math.MaxInt64)
 // comes from the input not being a valid snapshot: a bad magic number, an
 // unknown version, a truncation, a checksum mismatch or an impossible length.
 // Test for it with errors.Is. When it is returned the store is unchanged.
+// Open wraps it too, when a file of its directory is damaged.
 var ErrBadSnapshot = errors.New("memstore: bad snapshot")
 
 // WriteTo writes a snapshot of every unexpired session to w, in the format
