@@ -165,18 +165,19 @@ type durableLog struct {
 	closeErr error         // the first error the writer met finishing: set before exited is closed
 
 	// Owned by the writer goroutine.
-	file       *os.File         // the current log
-	gen        uint64           // its generation
-	written    int64            // its size
-	unsynced   bool             // it has records written but not synced
-	older      int64            // the bytes of the logs since the base, but the current one
-	owed       bool             // records were lost to a disk error since the last base: only a rewrite catches up
-	owedBefore bool             // owed, as it was when the rewrite in progress started
-	due        bool             // a rewrite is wanted
-	retry      <-chan time.Time // after a failure, fires when a rewrite may be tried again; nil otherwise
-	rewritten  chan error       // the result of the rewrite in progress; nil when none is
-	spare      []logEntry       // the other buffer for pending
-	out        []byte           // the log's bytes of the changes taken from pending
+	file            *os.File         // the current log
+	gen             uint64           // its generation
+	written         int64            // its size
+	unsynced        bool             // it has records written but not synced
+	older           int64            // the bytes of the logs since the base, but the current one
+	owed            bool             // records were lost to a disk error since the last base: only a rewrite catches up
+	lostSinceSwitch bool             // records were lost since the current log started
+	baseMissing     bool             // the current generation's base failed: a retry may write it without a new log
+	due             bool             // a rewrite is wanted
+	retry           <-chan time.Time // after a failure, fires when a rewrite may be tried again; nil otherwise
+	rewritten       chan error       // the result of the rewrite in progress; nil when none is
+	spare           []logEntry       // the other buffer for pending
+	out             []byte           // the log's bytes of the changes taken from pending
 }
 
 // logEntry is one change waiting to be written to the log.
@@ -452,7 +453,10 @@ func (l *durableLog) write(buf []byte) error {
 	n, err := l.file.Write(buf)
 	if err != nil {
 		if n > 0 {
-			l.file.Truncate(l.written) // if this fails too, the part is a torn last record
+			// On Windows, where a file opened to append cannot be
+			// truncated, this always fails: the part is then a torn last
+			// record, as the log is not written to again.
+			l.file.Truncate(l.written)
 		}
 		return err
 	}
@@ -487,7 +491,7 @@ func (l *durableLog) fail(err error) {
 	l.stats.diskErrors++
 	l.mu.Unlock()
 	complete(b, fmt.Errorf("%w: %w", ErrNotDurable, err))
-	l.owed = true
+	l.owed, l.lostSinceSwitch = true, true
 	l.retryLater()
 }
 

@@ -520,3 +520,77 @@ func TestCloseRightAfterOpenRewrites(t *testing.T) {
 		m.Close()
 	}
 }
+
+func TestFailedBasesAddNoLogs(t *testing.T) {
+	dir := t.TempDir()
+	m := openStore(t, dir, memstore.WithSyncInterval(0), memstore.WithRewriteSlack(0))
+	// Directories by the names of the next bases: renaming a base onto one
+	// fails, as a full disk would fail writing it.
+	for gen := 2; gen < 10; gen++ {
+		if err := os.MkdirAll(filepath.Join(dir, fmt.Sprintf("base.%016x", gen), "x"), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := map[string][]byte{}
+	for i := 0; m.Stats().DiskErrors < 3; i++ {
+		token, data := fmt.Sprint("t", i%10), []byte(fmt.Sprint("data ", i))
+		mustCommit(t, m, token, data, inAnHour()) // on disk in the log, every one
+		want[token] = data
+		time.Sleep(time.Millisecond)
+		if i > 100_000 {
+			t.Fatalf("no third failed rewrite: %+v", m.Stats())
+		}
+	}
+	if got := logs(t, dir); len(got) > 2 {
+		t.Fatalf("after %d failed rewrites the directory holds logs %q; want no more than the failed base's and the one before", m.Stats().DiskErrors, got)
+	}
+	for gen := 2; gen < 10; gen++ {
+		if err := os.RemoveAll(filepath.Join(dir, fmt.Sprintf("base.%016x", gen))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, "a rewrite once bases can be written", func() bool { return m.Stats().Rewrites > 0 })
+	m = reopen(t, m, dir)
+	mustHoldExactly(t, m, want)
+}
+
+func TestOpenSkipsWhatIsNotARegularFile(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.Mkdir(filepath.Join(dir, "log.0000000000000001"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	m := openStore(t, dir)
+	mustCommit(t, m, "tok", []byte("data"), inAnHour())
+	m = reopen(t, m, dir)
+	mustHoldExactly(t, m, map[string][]byte{"tok": []byte("data")})
+}
+
+func TestReadFromUnderSyncIntervalZeroReportsWhatIsNotOnDisk(t *testing.T) {
+	src := newStore(t)
+	for i := range 3000 { // more than one of ReadFrom's batches
+		mustCommit(t, src, fmt.Sprint("t", i), []byte("data"), inAnHour())
+	}
+	snap := snapshot(t, src)
+
+	dir := t.TempDir()
+	m := openStore(t, dir, memstore.WithSyncInterval(0))
+	restore(t, m, snap)
+	syncs := m.Stats().Syncs
+	if syncs == 0 {
+		t.Errorf("ReadFrom under a sync interval of 0 returned without a sync")
+	}
+	m = reopen(t, m, dir)
+	if n := m.Len(); n != 3000 {
+		t.Fatalf("after ReadFrom and a reopen the store holds %d sessions; want 3000", n)
+	}
+
+	m.Close()
+	closed := openStore(t, t.TempDir(), memstore.WithSyncInterval(0))
+	closed.Close()
+	if _, err := closed.ReadFrom(bytes.NewReader(snap)); !errors.Is(err, memstore.ErrNotDurable) {
+		t.Errorf("ReadFrom into a closed store from Open, interval 0 = %v; want an error wrapping ErrNotDurable", err)
+	}
+	if n := closed.Len(); n != 3000 {
+		t.Errorf("after ReadFrom into a closed store, Len = %d; want the 3000 sessions in memory", n)
+	}
+}

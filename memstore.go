@@ -173,7 +173,9 @@ func (m *MemStore) Find(token string) (b []byte, found bool, err error) {
 // In a store from Open, Commit records the session on disk too, within the
 // sync interval; with an interval of 0 it returns once the session is on
 // disk, or an error wrapping ErrNotDurable if it could not be written (the
-// session is held in memory all the same). Otherwise the error is nil.
+// session is held in memory all the same). A Commit whose expiry has passed
+// is a Delete, and waits and fails as Delete does. Otherwise the error is
+// nil.
 func (m *MemStore) Commit(token string, b []byte, expiry time.Time) error {
 	deadline, live := m.deadline(expiry)
 	if !live {

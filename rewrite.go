@@ -55,6 +55,9 @@ func (m *MemStore) restoreDir(dir string) (restoredDir, error) {
 			continue // not the store's: left alone
 		}
 		d.nextGen = max(d.nextGen, gen+1)
+		if !e.Type().IsRegular() {
+			continue // a directory or a FIFO by a store file's name: left alone, never read
+		}
 		if kind == logFile {
 			logs = append(logs, gen)
 		} else if gen > d.baseGen {
@@ -102,6 +105,12 @@ func (d *restoredDir) replay(m *MemStore, name string) error {
 	if err != nil {
 		return err
 	}
+	// A crash of the process leaves the log's last records in the page
+	// cache, not on disk: they are about to be served, and a new log to
+	// follow them, so they must not be lost to a power cut after.
+	if err := syncFile(name); err != nil {
+		return err
+	}
 	if torn {
 		d.torn++
 	}
@@ -111,6 +120,19 @@ func (d *restoredDir) replay(m *MemStore, name string) error {
 		d.older += info.Size()
 	}
 	return nil
+}
+
+// syncFile makes the named file's data durable.
+func syncFile(name string) error {
+	f, err := os.OpenFile(name, os.O_WRONLY, 0) // Windows syncs only a file open for writing
+	if err != nil {
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 // createLog creates the log of generation gen in dir, with its start,
@@ -147,18 +169,40 @@ func writeLogStart(f *os.File, dir string) error {
 	return err
 }
 
-// startRewrite starts generation l.gen+1: it creates its log, writes the
-// records pending to the current one and switches to the new, then writes
-// the base in the background; run collects the result from l.rewritten.
+// startRewrite writes the sessions afresh as a base, in the background; run
+// collects the result from l.rewritten. It first starts generation l.gen+1
+// (its log created, the records pending written to the current one, and the
+// switch made), unless the base of the current generation failed before and
+// no record was lost since its log started: a base taken any time after the
+// switch serves, and retrying it adds no log per attempt while the disk
+// refuses bases.
 func (l *durableLog) startRewrite(m *MemStore) error {
+	if !l.baseMissing || l.lostSinceSwitch {
+		if err := l.switchLog(); err != nil {
+			l.mu.Lock()
+			l.stats.diskErrors++
+			l.mu.Unlock()
+			l.retryLater()
+			return fmt.Errorf("memstore: rewriting %s: %w", l.dir, err)
+		}
+	}
+	l.baseMissing, l.due = false, false
+	gen := l.gen
+	done := make(chan error, 1)
+	l.rewritten = done
+	go func() { done <- m.writeBase(l.dir, gen) }()
+	return nil
+}
+
+// switchLog creates the log of generation l.gen+1, writes the records
+// pending to the current one, and switches to the new: records appended
+// from then on go to it. The failure that lost records, if any, ends there.
+func (l *durableLog) switchLog() error {
 	next := l.gen + 1
 	file, err := createLog(l.dir, next)
 	if err != nil {
-		l.rewriteDone(err)
 		return err
 	}
-	// The switch: records appended from here on go to the new log. The
-	// failure that lost records, if any, ends here: the base catches up.
 	buf, b, failed := l.takePending()
 	l.writeOut(buf, b, failed, true)
 	l.mu.Lock()
@@ -167,29 +211,25 @@ func (l *durableLog) startRewrite(m *MemStore) error {
 	l.file.Close() // synced, or lost to a failure the base catches up with
 	l.older += l.written
 	l.file, l.gen, l.written, l.unsynced = file, next, int64(logStartLen), false
-	l.owedBefore, l.owed, l.due = l.owed, false, false
-
-	done := make(chan error, 1)
-	l.rewritten = done
-	go func() { done <- m.writeBase(l.dir, next) }()
+	l.lostSinceSwitch = false
 	return nil
 }
 
-// rewriteDone takes the result of a rewrite, and returns err. A failed one
-// is tried again after retryInterval.
+// rewriteDone takes the result of the base written in the background, and
+// returns err. A failed one is tried again after retryInterval.
 func (l *durableLog) rewriteDone(err error) error {
 	l.rewritten = nil
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if err != nil {
 		l.stats.diskErrors++
-		l.owed = l.owed || l.owedBefore
+		l.baseMissing = true
 		l.retryLater()
 		return fmt.Errorf("memstore: rewriting %s: %w", l.dir, err)
 	}
 	l.stats.rewrites++
 	l.older = 0
-	l.owedBefore = false
+	l.owed = l.lostSinceSwitch // what was lost before the switch, the base holds
 	return nil
 }
 

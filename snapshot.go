@@ -5,7 +5,6 @@ package memstore
 import (
 	"bufio"
 	"bytes"
-	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -116,6 +115,11 @@ func (m *MemStore) WriteTo(w io.Writer) (int64, error) {
 // restores a large snapshot; a session committed meanwhile keeps its newer
 // data, but one deleted meanwhile may come back from the snapshot: restore
 // before serving requests. ReadFrom works after Close.
+//
+// In a store from Open, the sessions restored are recorded as Commits are:
+// under a sync interval of 0, ReadFrom returns once they are on disk, or an
+// error wrapping ErrNotDurable, the sessions restored in memory all the
+// same.
 func (m *MemStore) ReadFrom(r io.Reader) (int64, error) {
 	return m.readFrom(r, 0)
 }
@@ -271,7 +275,7 @@ func (m *MemStore) restore(snap []byte) error {
 	mg := merger{m: m, batch: make([]restored, 0, batchSize), taken: make(map[string]struct{}, entries)}
 	decode(snap, mg.add) // checked above: no error
 	mg.flush()
-	return awaitSync(mg.synced)
+	return mg.syncErr
 }
 
 // reserveIndex makes room in the index of an empty store for n sessions,
@@ -414,10 +418,11 @@ func (d *decoder) lengthPrefixed(what string) ([]byte, error) {
 // short write-lock hold, so that requests run between batches however large
 // the snapshot.
 type merger struct {
-	m      *MemStore
-	batch  []restored
-	taken  map[string]struct{} // every token met so far in the snapshot
-	synced *syncBatch          // in a store from Open, the sync to wait for, if any
+	m       *MemStore
+	batch   []restored
+	taken   map[string]struct{} // every token met so far in the snapshot
+	synced  []*syncBatch        // in a store from Open, the syncs the batch waits for
+	syncErr error               // the first error of those syncs
 }
 
 // restored is one session of a snapshot on its way into the store.
@@ -463,6 +468,7 @@ func (mg *merger) flush() {
 		s.r = m.reserve(recordSize(len(s.token), len(s.data)))
 		writeRecord(s.r.buf, s.token, s.data)
 	}
+	defer mg.awaitSyncs()
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for _, s := range mg.batch {
@@ -472,11 +478,25 @@ func (mg *merger) flush() {
 			continue
 		}
 		m.putLocked(h, s.token, s.r, s.deadline)
-		if m.log != nil {
-			mg.synced = cmp.Or(m.log.putLocked(s.r.buf, s.expiry), mg.synced)
+		if m.log == nil {
+			continue
+		}
+		if b := m.log.putLocked(s.r.buf, s.expiry); b != nil && (len(mg.synced) == 0 || mg.synced[len(mg.synced)-1] != b) {
+			mg.synced = append(mg.synced, b)
 		}
 	}
 	mg.batch = mg.batch[:0]
+}
+
+// awaitSyncs waits for the syncs of the batch just stored, if its store is
+// from Open and they are to be waited for, keeping the first error.
+func (mg *merger) awaitSyncs() {
+	for _, b := range mg.synced {
+		if err := awaitSync(b); err != nil && mg.syncErr == nil {
+			mg.syncErr = err
+		}
+	}
+	mg.synced = mg.synced[:0]
 }
 
 // writeTemp writes a snapshot to a new file in dir, named after base, synced
