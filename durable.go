@@ -128,9 +128,9 @@ const writeAt = 256 << 10
 const maxPending = 16 << 20
 
 // maxKeptEntries is the most changes the writer keeps room for between
-// writes, about 3 MB: a slice grown past it while the disk was slow is
-// let go.
-const maxKeptEntries = 1 << 16
+// writes, about 6 MB, room for what maxPending lets pile up: a slice grown
+// past it is let go.
+const maxKeptEntries = 1 << 17
 
 // rewriteSlack is how far past twice the live sessions' size a log grows
 // before a rewrite, so that a small store does not rewrite at every change:
@@ -176,6 +176,8 @@ type durableLog struct {
 	due             bool             // a rewrite is wanted
 	retry           <-chan time.Time // after a failure, fires when a rewrite may be tried again; nil otherwise
 	rewritten       chan error       // the result of the rewrite in progress; nil when none is
+	syncing         chan error       // the result of the background sync in progress; nil when none is
+	syncAgain       bool             // a sync was asked for while it ran
 	spare           []logEntry       // the other buffer for pending
 	out             []byte           // the log's bytes of the changes taken from pending
 }
@@ -361,6 +363,8 @@ func (l *durableLog) run(store weak.Pointer[MemStore]) {
 			l.retry = nil
 		case err := <-l.rewritten:
 			l.rewriteDone(err)
+		case err := <-l.syncing:
+			l.backgroundSyncDone(err)
 		case <-l.done:
 			l.closeErr = l.finish(store)
 			return
@@ -377,8 +381,10 @@ func (l *durableLog) run(store weak.Pointer[MemStore]) {
 // flush writes the pending records, and syncs them if a caller waits, or
 // if sync is set and some are not synced yet.
 func (l *durableLog) flush(sync bool) {
-	buf, b, failed := l.takePending()
-	l.writeOut(buf, b, failed, sync)
+	entries, b, failed := l.takePending()
+	if l.writeOut(entries, b, failed, false) && sync {
+		l.syncInBackground()
+	}
 }
 
 // takePending takes the changes pending, the sync callers wait for, and the
@@ -393,12 +399,12 @@ func (l *durableLog) takePending() (entries []logEntry, b *syncBatch, failed err
 
 // writeOut writes entries, taken by takePending, to the current log, unless
 // failed, syncs it if sync is set or a caller waits, and completes b.
-func (l *durableLog) writeOut(entries []logEntry, b *syncBatch, failed error, sync bool) {
+func (l *durableLog) writeOut(entries []logEntry, b *syncBatch, failed error, sync bool) (kept bool) {
 	var err error
 	if failed == nil {
 		err = l.encodeAndWrite(entries)
-		if err == nil && l.unsynced && (sync || b != nil) {
-			err = l.sync()
+		if err == nil && (sync || b != nil) {
+			err = l.syncNow()
 		}
 	}
 	clear(entries) // let go of the chunks
@@ -414,6 +420,7 @@ func (l *durableLog) writeOut(entries []logEntry, b *syncBatch, failed error, sy
 	default:
 		complete(b, nil)
 	}
+	return err == nil && failed == nil
 }
 
 // encodeAndWrite writes the records of entries to the current log, writeAt
@@ -465,16 +472,75 @@ func (l *durableLog) write(buf []byte) error {
 	return nil
 }
 
-// sync makes the current log's records durable.
-func (l *durableLog) sync() error {
-	if err := l.file.Sync(); err != nil {
+// syncNow makes the current log's records durable before it returns: it
+// waits for the sync running in the background, if any, then syncs what was
+// written since.
+func (l *durableLog) syncNow() error {
+	if err := l.awaitBackgroundSync(); err != nil {
 		return err
 	}
+	if !l.unsynced {
+		return nil
+	}
 	l.unsynced = false
-	l.mu.Lock()
-	l.stats.syncs++
-	l.mu.Unlock()
-	return nil
+	err := l.file.Sync()
+	l.synced(err)
+	return err
+}
+
+// syncInBackground syncs the current log's records in a goroutine of its
+// own, so that the writer goes on writing meanwhile and the sync every
+// interval makes no Commit wait, as Redis's background fsync does. One sync
+// runs at a time: after a failed write-back, Linux reports the error to one
+// fsync only, and another running beside it could succeed without the
+// records it was to make durable. A sync asked for meanwhile runs after.
+func (l *durableLog) syncInBackground() {
+	switch {
+	case !l.unsynced:
+		return
+	case l.syncing != nil:
+		l.syncAgain = true
+		return
+	}
+	done := make(chan error, 1)
+	l.syncing, l.syncAgain, l.unsynced = done, false, false
+	go func(f *os.File) { done <- f.Sync() }(l.file)
+}
+
+// backgroundSyncDone takes the result of the background sync, and starts
+// the next if one was asked for meanwhile.
+func (l *durableLog) backgroundSyncDone(err error) {
+	l.syncing = nil
+	l.synced(err)
+	if err != nil {
+		l.fail(err)
+	} else if l.syncAgain {
+		l.syncInBackground()
+	}
+}
+
+// awaitBackgroundSync waits for the background sync, if one runs, and
+// returns its error, having failed the log on one.
+func (l *durableLog) awaitBackgroundSync() error {
+	if l.syncing == nil {
+		return nil
+	}
+	err := <-l.syncing
+	l.syncing, l.syncAgain = nil, false
+	l.synced(err)
+	if err != nil {
+		l.fail(err)
+	}
+	return err
+}
+
+// synced counts a sync that ended with err.
+func (l *durableLog) synced(err error) {
+	if err == nil {
+		l.mu.Lock()
+		l.stats.syncs++
+		l.mu.Unlock()
+	}
 }
 
 // fail stops keeping records after a write or sync failed with err: what the
@@ -547,7 +613,9 @@ func (l *durableLog) finish(store weak.Pointer[MemStore]) error {
 			first = err
 		}
 	}
-	l.flush(true)
+	entries, b, failed := l.takePending()
+	l.writeOut(entries, b, failed, true) // a failure is kept as owed, below
+	l.awaitBackgroundSync()              // likewise
 	if l.rewritten != nil {
 		keep(l.rewriteDone(<-l.rewritten))
 	}
@@ -558,6 +626,7 @@ func (l *durableLog) finish(store weak.Pointer[MemStore]) error {
 			keep(l.rewriteDone(<-l.rewritten))
 		}
 	}
+	keep(l.awaitBackgroundSync())
 	keep(l.file.Close())
 	keep(l.lock.Close())
 	if l.owed && first == nil {

@@ -205,10 +205,11 @@ func (l *durableLog) switchLog() error {
 	}
 	buf, b, failed := l.takePending()
 	l.writeOut(buf, b, failed, true)
+	l.awaitBackgroundSync() // after a failure, one may still run; its error fails the log, which the base catches up with
+	l.file.Close()          // synced, or lost to a failure the base catches up with
 	l.mu.Lock()
 	l.failed = nil
 	l.mu.Unlock()
-	l.file.Close() // synced, or lost to a failure the base catches up with
 	l.older += l.written
 	l.file, l.gen, l.written, l.unsynced = file, next, int64(logStartLen), false
 	l.lostSinceSwitch = false
