@@ -108,7 +108,7 @@ func (d *restoredDir) replay(m *MemStore, name string) error {
 	// A crash of the process leaves the log's last records in the page
 	// cache, not on disk: they are about to be served, and a new log to
 	// follow them, so they must not be lost to a power cut after.
-	if err := syncFile(name); err != nil {
+	if err := syncOpened(name, os.O_WRONLY); err != nil { // Windows syncs only a file open for writing
 		return err
 	}
 	if torn {
@@ -120,19 +120,6 @@ func (d *restoredDir) replay(m *MemStore, name string) error {
 		d.older += info.Size()
 	}
 	return nil
-}
-
-// syncFile makes the named file's data durable.
-func syncFile(name string) error {
-	f, err := os.OpenFile(name, os.O_WRONLY, 0) // Windows syncs only a file open for writing
-	if err != nil {
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
 }
 
 // createLog creates the log of generation gen in dir, with its start,

@@ -549,13 +549,18 @@ func syncDir(dir string) error {
 	if runtime.GOOS == "windows" {
 		return nil // Windows offers no way to sync a directory
 	}
-	d, err := os.Open(dir)
+	return syncOpened(dir, os.O_RDONLY)
+}
+
+// syncOpened opens name with flag, syncs it and closes it.
+func syncOpened(name string, flag int) error {
+	f, err := os.OpenFile(name, flag, 0)
 	if err != nil {
 		return err
 	}
-	if err := d.Sync(); err != nil {
-		d.Close()
+	if err := f.Sync(); err != nil {
+		f.Close()
 		return err
 	}
-	return d.Close()
+	return f.Close()
 }
