@@ -378,8 +378,8 @@ func (l *durableLog) run(store weak.Pointer[MemStore]) {
 	}
 }
 
-// flush writes the pending records, and syncs them if a caller waits, or
-// if sync is set and some are not synced yet.
+// flush writes the pending records, syncs them if a caller waits, and
+// otherwise, if sync is set, starts syncing them in the background.
 func (l *durableLog) flush(sync bool) {
 	entries, b, failed := l.takePending()
 	if l.writeOut(entries, b, failed, false) && sync {
@@ -554,8 +554,8 @@ func (l *durableLog) fail(err error) {
 	l.pending, l.size = l.pending[:0], 0
 	b := l.batch
 	l.batch = nil
-	l.stats.diskErrors++
 	l.mu.Unlock()
+	l.countDiskError()
 	complete(b, fmt.Errorf("%w: %w", ErrNotDurable, err))
 	l.owed, l.lostSinceSwitch = true, true
 	l.retryLater()
@@ -574,6 +574,13 @@ func (l *durableLog) rewriteDue(store weak.Pointer[MemStore]) bool {
 		return false
 	}
 	return l.older+l.written > 2*m.liveSnapshotBytes()+l.slack
+}
+
+// countDiskError counts a failed write, sync or rewrite.
+func (l *durableLog) countDiskError() {
+	l.mu.Lock()
+	l.stats.diskErrors++
+	l.mu.Unlock()
 }
 
 // retryLater asks for a rewrite after retryInterval.
@@ -626,7 +633,6 @@ func (l *durableLog) finish(store weak.Pointer[MemStore]) error {
 			keep(l.rewriteDone(<-l.rewritten))
 		}
 	}
-	keep(l.awaitBackgroundSync())
 	keep(l.file.Close())
 	keep(l.lock.Close())
 	if l.owed && first == nil {

@@ -377,12 +377,3 @@ func onlyFile(t testing.TB, dir, pattern string) string {
 	}
 	return names[0]
 }
-
-func readAll(t testing.TB, name string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}

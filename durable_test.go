@@ -47,6 +47,16 @@ func logs(t testing.TB, dir string) []string {
 	return names
 }
 
+// readAll returns the bytes of the named file.
+func readAll(t testing.TB, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
 // dirContents returns every file of dir and its bytes.
 func dirContents(t testing.TB, dir string) map[string]string {
 	t.Helper()
@@ -323,10 +333,7 @@ func TestRewriteKeepsTheSessionsAndDropsOldFiles(t *testing.T) {
 func TestOpenDropsATornLastRecord(t *testing.T) {
 	dir, want := committedLog(t, 3)
 	log := logs(t, dir)[0]
-	whole, err := os.ReadFile(log)
-	if err != nil {
-		t.Fatal(err)
-	}
+	whole := readAll(t, log)
 	// The last record is t2's: 12 bytes of header, an op, a length, the
 	// token, 8 bytes of expiry and the data, as FORMAT.md says.
 	lastLen := 12 + 1 + 1 + len("t2") + 8 + len(want["t2"])
@@ -357,10 +364,7 @@ func TestOpenDropsATornLastRecord(t *testing.T) {
 func TestOpenRefusesADamagedDirectoryAndChangesNothing(t *testing.T) {
 	dir, _ := committedLog(t, 3)
 	log := logs(t, dir)[0]
-	whole, err := os.ReadFile(log)
-	if err != nil {
-		t.Fatal(err)
-	}
+	whole := readAll(t, log)
 	firstRecord := 9 // after the log's magic number and version
 	damage := func(at int, b byte) []byte {
 		d := bytes.Clone(whole)

@@ -166,9 +166,7 @@ func writeLogStart(f *os.File, dir string) error {
 func (l *durableLog) startRewrite(m *MemStore) error {
 	if !l.baseMissing || l.lostSinceSwitch {
 		if err := l.switchLog(); err != nil {
-			l.mu.Lock()
-			l.stats.diskErrors++
-			l.mu.Unlock()
+			l.countDiskError()
 			l.retryLater()
 			return fmt.Errorf("memstore: rewriting %s: %w", l.dir, err)
 		}
@@ -207,15 +205,15 @@ func (l *durableLog) switchLog() error {
 // returns err. A failed one is tried again after retryInterval.
 func (l *durableLog) rewriteDone(err error) error {
 	l.rewritten = nil
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	if err != nil {
-		l.stats.diskErrors++
+		l.countDiskError()
 		l.baseMissing = true
 		l.retryLater()
 		return fmt.Errorf("memstore: rewriting %s: %w", l.dir, err)
 	}
+	l.mu.Lock()
 	l.stats.rewrites++
+	l.mu.Unlock()
 	l.older = 0
 	l.owed = l.lostSinceSwitch // what was lost before the switch, the base holds
 	return nil
