@@ -127,11 +127,6 @@ const writeAt = 256 << 10
 // falls behind, before a Commit waits for them to be written.
 const maxPending = 16 << 20
 
-// maxKeptEntries is the most changes the writer keeps room for between
-// writes, about 6 MB, room for what maxPending lets pile up: a slice grown
-// past it is let go.
-const maxKeptEntries = 1 << 17
-
 // rewriteSlack is how far past twice the live sessions' size a log grows
 // before a rewrite, so that a small store does not rewrite at every change:
 // Redis's auto-aof-rewrite-min-size. A rewrite writes every live session,
@@ -140,23 +135,21 @@ const rewriteSlack = 64 << 20
 
 // durableLog records a store's changes in its directory. Changes are queued
 // in pending under MemStore.mu, in the order they change the store; the
-// writer goroutine encodes, writes and syncs them. A Commit queues a
-// reference to its record in a chunk, which is never modified, so that the
-// checksums and the copy into the log happen on the writer's time, not on
-// the Commit's.
+// writer goroutine encodes, writes and syncs them. A Commit queues where its
+// record is in a chunk, which is never modified, so that the checksums and
+// the copy into the log happen on the writer's time, not on the Commit's.
 type durableLog struct {
 	dir      string
 	interval time.Duration // see WithSyncInterval
 	slack    int64         // rewriteSlack, smaller in tests
 	lock     *os.File      // holds dir's lock until the writer returns
 
-	mu      sync.Mutex // guards the fields below; taken after MemStore.mu when both are
-	pending []logEntry // changes not written yet
-	size    int        // the bytes pending takes in the log, about
-	batch   *syncBatch // completed by the next sync; nil until a caller waits for one
-	failed  error      // why the last write or sync failed: records are not kept until a rewrite starts
-	closed  bool       // Close has begun: records are not kept
-	stats   diskStats  // what Stats reports of the disk
+	mu      sync.Mutex  // guards the fields below; taken after MemStore.mu when both are
+	pending changeQueue // changes not written yet
+	batch   *syncBatch  // completed by the next sync; nil until a caller waits for one
+	failed  error       // why the last write or sync failed: records are not kept until a rewrite starts
+	closed  bool        // Close has begun: records are not kept
+	stats   diskStats   // what Stats reports of the disk
 
 	wake     chan struct{} // holds a value when there are records for the writer
 	done     chan struct{} // closed once, by stop, to ask the writer to finish
@@ -178,30 +171,8 @@ type durableLog struct {
 	rewritten       chan error       // the result of the rewrite in progress; nil when none is
 	syncing         chan error       // the result of the background sync in progress; nil when none is
 	syncAgain       bool             // a sync was asked for while it ran
-	spare           []logEntry       // the other buffer for pending
+	spare           changeQueue      // the other room for pending, empty
 	out             []byte           // the log's bytes of the changes taken from pending
-}
-
-// logEntry is one change waiting to be written to the log.
-type logEntry struct {
-	record []byte // a Commit's record, in its chunk; nil for a Delete
-	token  string // a Delete's token
-	expiry int64  // a Commit's expiry, in Unix nanoseconds
-}
-
-// appendTo appends e's record in the log to b.
-func (e logEntry) appendTo(b []byte) []byte {
-	if e.record == nil {
-		return appendDelete(b, e.token)
-	}
-	token, data, _ := splitRecord(e.record)
-	return appendPut(b, token, data, e.expiry)
-}
-
-// logSize is about the size of e's record in the log: enough to decide when
-// to write.
-func (e logEntry) logSize() int {
-	return recordHeaderLen + 9 + len(e.record) + len(e.token)
 }
 
 // diskStats are the durable mode's figures in Stats.
@@ -219,17 +190,18 @@ type syncBatch struct {
 	err  error // set before done is closed
 }
 
-// putLocked records a Commit, whose record in a chunk is record. It returns
-// the sync to wait for, if the caller must. m.mu must be held for writing,
-// so that changes are recorded in the order they are made.
-func (l *durableLog) putLocked(record []byte, expiry time.Time) *syncBatch {
+// putLocked records a Commit, whose record is the one reserved in r. It
+// returns the sync to wait for, if the caller must. m.mu must be held for
+// writing, so that changes are recorded in the order they are made.
+func (l *durableLog) putLocked(r reservation, expiry time.Time) *syncBatch {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	wait := l.interval == 0 || l.size >= maxPending
+	wait := l.interval == 0 || l.pending.size >= maxPending
 	if err := l.refusingLocked(); err != nil {
 		return refused(wait, err)
 	}
-	return l.queuedLocked(logEntry{record: record, expiry: unixNano(expiry)}, wait)
+	l.pending.addPut(r, unixNano(expiry))
+	return l.queuedLocked(wait)
 }
 
 // deleteLocked records a Delete, and returns the sync to wait for. m.mu
@@ -240,7 +212,10 @@ func (l *durableLog) deleteLocked(token string) *syncBatch {
 	if err := l.refusingLocked(); err != nil {
 		return refused(true, err)
 	}
-	return l.queuedLocked(logEntry{token: token}, true)
+	if len(token) <= maxSession { // a longer one was never committed: its record would be too large
+		l.pending.addDelete(token)
+	}
+	return l.queuedLocked(true)
 }
 
 // refusingLocked returns why records are not kept now, if they are not.
@@ -264,13 +239,12 @@ func refused(wait bool, err error) *syncBatch {
 	return b
 }
 
-// queuedLocked queues e, wakes the writer if a caller waits or there is
-// enough to write, and returns the sync the caller waits for, if it does.
-func (l *durableLog) queuedLocked(e logEntry, wait bool) *syncBatch {
-	l.pending = append(l.pending, e)
-	l.size += e.logSize()
+// queuedLocked wakes the writer, for a change just queued, if a caller waits
+// or there is enough to write, and returns the sync the caller waits for, if
+// it does.
+func (l *durableLog) queuedLocked(wait bool) *syncBatch {
 	if !wait {
-		if l.size >= writeAt {
+		if l.pending.size >= writeAt {
 			l.signal()
 		}
 		return nil
@@ -381,36 +355,34 @@ func (l *durableLog) run(store weak.Pointer[MemStore]) {
 // flush writes the pending records, syncs them if a caller waits, and
 // otherwise, if sync is set, starts syncing them in the background.
 func (l *durableLog) flush(sync bool) {
-	entries, b, failed := l.takePending()
-	if l.writeOut(entries, b, failed, false) && sync {
+	cs, b, failed := l.takePending()
+	if l.writeOut(cs, b, failed, false) && sync {
 		l.syncInBackground()
 	}
 }
 
 // takePending takes the changes pending, the sync callers wait for, and the
 // failure that keeps changes out, if any.
-func (l *durableLog) takePending() (entries []logEntry, b *syncBatch, failed error) {
+func (l *durableLog) takePending() (cs changeQueue, b *syncBatch, failed error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	entries, b, failed = l.pending, l.batch, l.failed
-	l.pending, l.size, l.batch, l.spare = l.spare[:0], 0, nil, nil
-	return entries, b, failed
+	cs, b, failed = l.pending, l.batch, l.failed
+	l.pending, l.batch, l.spare = l.spare, nil, changeQueue{}
+	return cs, b, failed
 }
 
-// writeOut writes entries, taken by takePending, to the current log, unless
+// writeOut writes cs, taken by takePending, to the current log, unless
 // failed, syncs it if sync is set or a caller waits, and completes b.
-func (l *durableLog) writeOut(entries []logEntry, b *syncBatch, failed error, sync bool) (kept bool) {
+func (l *durableLog) writeOut(cs changeQueue, b *syncBatch, failed error, sync bool) (kept bool) {
 	var err error
 	if failed == nil {
-		err = l.encodeAndWrite(entries)
+		err = l.encodeAndWrite(&cs)
 		if err == nil && (sync || b != nil) {
 			err = l.syncNow()
 		}
 	}
-	clear(entries) // let go of the chunks
-	if cap(entries) <= maxKeptEntries {
-		l.spare = entries[:0]
-	}
+	cs.reset()
+	l.spare = cs
 	switch {
 	case err != nil:
 		l.fail(err)
@@ -423,13 +395,13 @@ func (l *durableLog) writeOut(entries []logEntry, b *syncBatch, failed error, sy
 	return err == nil && failed == nil
 }
 
-// encodeAndWrite writes the records of entries to the current log, writeAt
-// bytes at a time, so that the buffer they are encoded in stays small
-// however many there are.
-func (l *durableLog) encodeAndWrite(entries []logEntry) error {
+// encodeAndWrite writes the records of cs to the current log, writeAt bytes
+// at a time, so that the buffer they are encoded in stays small however many
+// there are.
+func (l *durableLog) encodeAndWrite(cs *changeQueue) error {
 	l.out = l.out[:0]
-	for _, e := range entries {
-		if l.out = e.appendTo(l.out); len(l.out) >= writeAt {
+	for _, c := range cs.list {
+		if l.out = cs.appendTo(l.out, c); len(l.out) >= writeAt {
 			if err := l.write(l.out); err != nil {
 				return err
 			}
@@ -550,8 +522,7 @@ func (l *durableLog) synced(err error) {
 func (l *durableLog) fail(err error) {
 	l.mu.Lock()
 	l.failed = err
-	clear(l.pending)
-	l.pending, l.size = l.pending[:0], 0
+	l.pending.reset()
 	b := l.batch
 	l.batch = nil
 	l.mu.Unlock()
@@ -620,9 +591,9 @@ func (l *durableLog) finish(store weak.Pointer[MemStore]) error {
 			first = err
 		}
 	}
-	entries, b, failed := l.takePending()
-	l.writeOut(entries, b, failed, true) // a failure is kept as owed, below
-	l.awaitBackgroundSync()              // likewise
+	cs, b, failed := l.takePending()
+	l.writeOut(cs, b, failed, true) // a failure is kept as owed, below
+	l.awaitBackgroundSync()         // likewise
 	if l.rewritten != nil {
 		keep(l.rewriteDone(<-l.rewritten))
 	}

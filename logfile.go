@@ -90,7 +90,7 @@ func appendPut(b, token, data []byte, expiry int64) []byte {
 }
 
 // appendDelete appends the record of a Delete to b.
-func appendDelete(b []byte, token string) []byte {
+func appendDelete(b, token []byte) []byte {
 	b, start := beginRecord(b)
 	b = append(b, opDelete)
 	b = append(b, token...)

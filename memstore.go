@@ -193,7 +193,7 @@ func (m *MemStore) Commit(token string, b []byte, expiry time.Time) error {
 	m.putLocked(h, token, r, deadline)
 	var synced *syncBatch
 	if m.log != nil {
-		synced = m.log.putLocked(r.buf, expiry)
+		synced = m.log.putLocked(r, expiry)
 	}
 	m.mu.Unlock()
 	if err := awaitSync(synced); err != nil && m.syncInterval == 0 {

@@ -188,8 +188,8 @@ func (l *durableLog) switchLog() error {
 	if err != nil {
 		return err
 	}
-	buf, b, failed := l.takePending()
-	l.writeOut(buf, b, failed, true)
+	cs, b, failed := l.takePending()
+	l.writeOut(cs, b, failed, true)
 	l.awaitBackgroundSync() // after a failure, one may still run; its error fails the log, which the base catches up with
 	l.file.Close()          // synced, or lost to a failure the base catches up with
 	l.mu.Lock()

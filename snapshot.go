@@ -481,7 +481,7 @@ func (mg *merger) flush() {
 		if m.log == nil {
 			continue
 		}
-		if b := m.log.putLocked(s.r.buf, s.expiry); b != nil && (len(mg.synced) == 0 || mg.synced[len(mg.synced)-1] != b) {
+		if b := m.log.putLocked(s.r, s.expiry); b != nil && (len(mg.synced) == 0 || mg.synced[len(mg.synced)-1] != b) {
 			mg.synced = append(mg.synced, b)
 		}
 	}
