@@ -119,8 +119,16 @@ func Open(dir string, cleanupInterval time.Duration, opts ...Option) (*MemStore,
 // rewrite, before it tries again.
 const retryInterval = time.Second
 
-// writeAt is how many bytes of records are held before they are written,
-// however long until the next sync: the log writes in large pieces.
+// wakeAt is how many bytes of records pile up before the writer is woken to
+// write them, however long until the next sync. Writing in large pieces is
+// not the point (writeAt is): by the time the writer reads a record, the
+// core that committed it should have let go of it. Reading records still in
+// that core's cache slows the Commits on it: here, a writer woken every
+// 256 KiB made Commit 1.40x as slow as without a log, woken every 4 MiB
+// 1.28x.
+const wakeAt = 4 << 20
+
+// writeAt is how many bytes of the log are written at a time.
 const writeAt = 256 << 10
 
 // maxPending is how many bytes of records a store lets pile up, if the disk
@@ -244,7 +252,7 @@ func refused(wait bool, err error) *syncBatch {
 // it does.
 func (l *durableLog) queuedLocked(wait bool) *syncBatch {
 	if !wait {
-		if l.pending.size >= writeAt {
+		if l.pending.size >= wakeAt {
 			l.signal()
 		}
 		return nil
