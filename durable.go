@@ -119,14 +119,22 @@ func Open(dir string, cleanupInterval time.Duration, opts ...Option) (*MemStore,
 // rewrite, before it tries again.
 const retryInterval = time.Second
 
-// wakeAt is how many bytes of records pile up before the writer is woken to
-// write them, however long until the next sync. Writing in large pieces is
-// not the point (writeAt is): by the time the writer reads a record, the
-// core that committed it should have let go of it. Reading records still in
-// that core's cache slows the Commits on it: here, a writer woken every
-// 256 KiB made Commit 1.40x as slow as without a log, woken every 4 MiB
-// 1.28x.
+// wakeAt is how many bytes of records pile up, at most, before the writer
+// is woken to write them, however long until the next sync. Writing in
+// large pieces is not the point (writeAt is): a writer woken every 256 KiB
+// slowed the Commits it raced, apparently by reading records still in the
+// committing core's cache (the README gives the figures). Under a cap, it
+// is an eighth of the cap, if less: the records pending keep their chunks
+// alive, evicted or not, outside Stats.Bytes.
 const wakeAt = 4 << 20
+
+// wakeAtUnder returns wakeAt under a cap of maxBytes, 0 meaning none.
+func wakeAtUnder(maxBytes int64) int {
+	if maxBytes > 0 {
+		return int(min(wakeAt, max(writeAt, maxBytes/8)))
+	}
+	return wakeAt
+}
 
 // writeAt is how many bytes of the log are written at a time.
 const writeAt = 256 << 10
@@ -150,6 +158,7 @@ type durableLog struct {
 	dir      string
 	interval time.Duration // see WithSyncInterval
 	slack    int64         // rewriteSlack, smaller in tests
+	wakeAt   int           // see wakeAt
 	lock     *os.File      // holds dir's lock until the writer returns
 
 	mu      sync.Mutex  // guards the fields below; taken after MemStore.mu when both are
@@ -213,16 +222,18 @@ func (l *durableLog) putLocked(r reservation, expiry time.Time) *syncBatch {
 }
 
 // deleteLocked records a Delete, and returns the sync to wait for. m.mu
-// must be held for writing.
+// must be held for writing. A token longer than maxSession needs no record:
+// Commit refuses it, so it is on no disk.
 func (l *durableLog) deleteLocked(token string) *syncBatch {
+	if len(token) > maxSession {
+		return nil
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if err := l.refusingLocked(); err != nil {
 		return refused(true, err)
 	}
-	if len(token) <= maxSession { // a longer one was never committed: its record would be too large
-		l.pending.addDelete(token)
-	}
+	l.pending.addDelete(token)
 	return l.queuedLocked(true)
 }
 
@@ -252,7 +263,7 @@ func refused(wait bool, err error) *syncBatch {
 // it does.
 func (l *durableLog) queuedLocked(wait bool) *syncBatch {
 	if !wait {
-		if l.pending.size >= wakeAt {
+		if l.pending.size >= l.wakeAt {
 			l.signal()
 		}
 		return nil
@@ -298,6 +309,7 @@ func (d restoredDir) startLog(m *MemStore, lock *os.File) error {
 		dir:      d.dir,
 		interval: m.syncInterval,
 		slack:    m.rewriteSlack,
+		wakeAt:   wakeAtUnder(m.maxBytes),
 		lock:     lock,
 		stats:    diskStats{torn: d.torn},
 		wake:     make(chan struct{}, 1),

@@ -286,6 +286,26 @@ func TestOpenUnderASmallerCapDropsWhatDoesNotFit(t *testing.T) {
 	mustMiss(t, m, "tok")
 }
 
+// TestCapBoundsTheHeapOfADurableStore fills a small cap many times over
+// with Commits, few enough bytes of log that the writer is not woken by the
+// default amount: the records waiting for it keep their chunks alive,
+// evicted or not, and the heap must stay within what WithMaxBytes promises,
+// an eighth of the cap more, at least 256 KiB (with the writer's buffer of
+// up to 512 KiB besides).
+func TestCapBoundsTheHeapOfADurableStore(t *testing.T) {
+	const maxBytes = 1 << 20
+	before := heapAfterGC()
+	m := openStore(t, t.TempDir(), memstore.WithMaxBytes(maxBytes))
+	for i := range 18_000 { // about 3.9 MB of log
+		mustCommit(t, m, scsToken(i), make([]byte, 150), inAnHour())
+	}
+	grown := int64(heapAfterGC()) - int64(before)
+	if limit := m.Stats().Bytes + 256<<10 + 512<<10 + 64<<10; grown > limit {
+		t.Errorf("the heap grew by %d bytes under a cap of %d; want at most %d", grown, maxBytes, limit)
+	}
+	runtime.KeepAlive(m)
+}
+
 func TestReadFromIntoADurableStoreIsRecorded(t *testing.T) {
 	src := newStore(t)
 	mustCommit(t, src, "restored", []byte("data"), inAnHour())

@@ -41,7 +41,10 @@ var ErrTooLarge = errors.New("memstore: session larger than the store's byte cap
 // once it publishes them, so the bytes of Commits in flight are outside
 // the reckoning: when sessions are so large that a few of them fill the cap,
 // Bytes can pass it, for as long as those Commits take, by up to one chunk,
-// or one session of its own chunk, per Commit in flight.
+// or one session of its own chunk, per Commit in flight. In a store from
+// Open, the records waiting for the log's writer keep their chunks alive,
+// evicted or compacted or not: up to an eighth of the cap more (at least
+// 256 KiB), and up to 16 MiB while the disk falls behind.
 func WithMaxBytes(n int64) Option {
 	return func(m *MemStore) { m.maxBytes = max(n, 0) }
 }
