@@ -122,13 +122,14 @@ const retryInterval = time.Second
 // wakeAt is how many bytes of records pile up, at most, before the writer
 // is woken to write them, however long until the next sync. Writing in
 // large pieces is not the point (writeAt is): a writer woken every 256 KiB
-// slowed the Commits it raced, apparently by reading records still in the
-// committing core's cache (the README gives the figures). Under a cap, it
-// is an eighth of the cap, if less: the records pending keep their chunks
-// alive, evicted or not, outside Stats.Bytes.
+// slowed Commits more, apparently by reading records still in the
+// committing core's cache (the README gives the figures).
 const wakeAt = 4 << 20
 
-// wakeAtUnder returns wakeAt under a cap of maxBytes, 0 meaning none.
+// wakeAtUnder returns how many bytes of records wake the writer under a cap
+// of maxBytes, 0 meaning none: an eighth of the cap, if less than wakeAt,
+// but at least writeAt, as the records pending keep their chunks alive,
+// evicted or not, outside Stats.Bytes.
 func wakeAtUnder(maxBytes int64) int {
 	if maxBytes > 0 {
 		return int(min(wakeAt, max(writeAt, maxBytes/8)))
