@@ -127,12 +127,13 @@ const retryInterval = time.Second
 const wakeAt = 4 << 20
 
 // wakeAtUnder returns how many bytes of records wake the writer under a cap
-// of maxBytes, 0 meaning none: an eighth of the cap, if less than wakeAt,
-// but at least writeAt, as the records pending keep their chunks alive,
-// evicted or not, outside Stats.Bytes.
+// of maxBytes, 0 meaning none: a sixteenth of the cap, if less than wakeAt,
+// but at least writeAt. The records pending keep their chunks alive,
+// evicted or not, outside Stats.Bytes, and so do those the writer is
+// writing meanwhile: an eighth of the cap in all.
 func wakeAtUnder(maxBytes int64) int {
 	if maxBytes > 0 {
-		return int(min(wakeAt, max(writeAt, maxBytes/8)))
+		return int(min(wakeAt, max(writeAt, maxBytes/16)))
 	}
 	return wakeAt
 }

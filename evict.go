@@ -44,7 +44,8 @@ var ErrTooLarge = errors.New("memstore: session larger than the store's byte cap
 // or one session of its own chunk, per Commit in flight. In a store from
 // Open, the records waiting for the log's writer keep their chunks alive,
 // evicted or compacted or not: up to an eighth of the cap more (at least
-// 256 KiB), and up to 16 MiB while the disk falls behind.
+// 512 KiB), and up to 16 MiB while the disk falls behind; the writer's
+// buffer takes up to 512 KiB besides.
 func WithMaxBytes(n int64) Option {
 	return func(m *MemStore) { m.maxBytes = max(n, 0) }
 }
