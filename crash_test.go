@@ -474,10 +474,7 @@ func walkLogs(t *testing.T, dir string, names []string) (records int, torn uint6
 		if !ok || gen < newestBase {
 			continue
 		}
-		b, err := os.ReadFile(filepath.Join(dir, name))
-		if err != nil {
-			t.Fatal(err)
-		}
+		b := readAll(t, filepath.Join(dir, name))
 		end := 9
 		for end+12 <= len(b) {
 			if end += 12 + int(binary.BigEndian.Uint32(b[end:])); end <= len(b) {

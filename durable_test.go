@@ -62,11 +62,7 @@ func dirContents(t testing.TB, dir string) map[string]string {
 	t.Helper()
 	files := map[string]string{}
 	for _, name := range dirNames(t, dir) {
-		b, err := os.ReadFile(filepath.Join(dir, name))
-		if err != nil {
-			t.Fatal(err)
-		}
-		files[name] = string(b)
+		files[name] = string(readAll(t, filepath.Join(dir, name)))
 	}
 	return files
 }
