@@ -54,7 +54,7 @@ type chunk struct {
 	pending atomic.Int32 // records reserved but not yet published in the index
 
 	// Guarded by MemStore.mu.
-	id       uint32 // its place in MemStore.chunks; 0 until it is registered
+	id       uint32 // its place in MemStore.dir; 0 until it is registered
 	live     int    // bytes of the records the index points to
 	listedAt int    // its place in MemStore.halfDead, plus one; 0 when not there
 }
@@ -85,10 +85,42 @@ func writeRecord(dst []byte, token string, data []byte) {
 	copy(dst[n:], data)
 }
 
-// record returns the token and data of the record at off in c, and its size.
+// record returns the token and data of the record at at, which is in c.
 // The data slice has cap == len, so that a caller's append copies.
-func (c *chunk) record(off uint16) (token, data []byte, size int) {
-	return splitRecord(c.buf[off:])
+func (c *chunk) record(at location) (token, data []byte) {
+	token, data, _ = splitRecord(c.buf[at.offset:])
+	return token, data
+}
+
+// chunkDir finds a chunk by its id without a lock, for Find. Its segments
+// are never replaced, only added: a reader holding an older chunkDir reaches
+// the same entries, which writers set under MemStore.mu.
+type chunkDir struct {
+	segs []*[chunkSegSize]atomic.Pointer[chunk]
+}
+
+// chunkSegSize is how many chunk ids a segment of chunkDir holds.
+const chunkSegSize = 256
+
+// chunkAt returns the chunk whose id is id, nil if none has it.
+func (m *MemStore) chunkAt(id uint32) *chunk {
+	d := m.dir.Load()
+	if seg := int(id / chunkSegSize); seg < len(d.segs) {
+		return d.segs[seg][id%chunkSegSize].Load()
+	}
+	return nil
+}
+
+// setChunkLocked makes c the chunk of id, adding a segment to the directory
+// if id needs one. m.mu must be held for writing.
+func (m *MemStore) setChunkLocked(id uint32, c *chunk) {
+	d := m.dir.Load()
+	seg := int(id / chunkSegSize)
+	if seg >= len(d.segs) {
+		d = &chunkDir{segs: append(d.segs[:len(d.segs):len(d.segs)], new([chunkSegSize]atomic.Pointer[chunk]))}
+		m.dir.Store(d)
+	}
+	d.segs[seg][id%chunkSegSize].Store(c)
 }
 
 // splitRecord returns the token and data of the record that starts b, and
@@ -156,8 +188,8 @@ func (m *MemStore) reserve(size int) reservation {
 	return reservation{c: c, off: off, buf: c.buf[off : off+size : off+size]}
 }
 
-// registerLocked gives c a place in m.chunks, if it has none yet, and counts
-// its bytes. m.mu must be held for writing.
+// registerLocked gives c an id, if it has none yet, and counts its bytes.
+// m.mu must be held for writing.
 func (m *MemStore) registerLocked(c *chunk) {
 	if c.id != 0 {
 		return
@@ -165,38 +197,38 @@ func (m *MemStore) registerLocked(c *chunk) {
 	if n := len(m.freeChunkIDs); n > 0 {
 		c.id = m.freeChunkIDs[n-1]
 		m.freeChunkIDs = m.freeChunkIDs[:n-1]
-		m.chunks[c.id] = c
 	} else {
-		c.id = uint32(len(m.chunks))
-		m.chunks = append(m.chunks, c)
+		m.chunkIDs++
+		c.id = m.chunkIDs
 	}
+	m.setChunkLocked(c.id, c)
 	m.chunkBytes += int64(len(c.buf))
 }
 
 // dropIfIdleLocked drops c, whose records are all dead, unless a record is
 // still to be published in it, or it is the active chunk of a store that
 // holds sessions: the next records go there, and dropping it would make the
-// next Commit allocate another. m.mu must be held for writing.
+// next Commit allocate another. A chunk kept is listed as half dead, so that
+// it is dropped once it can be, when no longer active, by the compaction
+// that Commit, Delete and the janitor run. m.mu must be held for writing.
 func (m *MemStore) dropIfIdleLocked(c *chunk) {
 	m.tail.mu.Lock()
 	defer m.tail.mu.Unlock()
-	if c.pending.Load() != 0 {
+	if c.pending.Load() != 0 || (c == m.tail.active.Load() && m.lenLocked() > 0) {
+		m.noteDeadLocked(c)
 		return
 	}
 	if c == m.tail.active.Load() {
-		if m.lenLocked() > 0 {
-			return
-		}
 		m.tail.active.Store(nil)
 	}
 	m.dropLocked(c)
 }
 
-// dropLocked removes c from m.chunks. Slices into it that callers hold keep
-// it alive until they let go. m.mu must be held for writing.
+// dropLocked takes c out of the directory. Slices into it that callers hold
+// keep it alive until they let go. m.mu must be held for writing.
 func (m *MemStore) dropLocked(c *chunk) {
 	m.unlistLocked(c)
-	m.chunks[c.id] = nil
+	m.setChunkLocked(c.id, nil)
 	m.freeChunkIDs = append(m.freeChunkIDs, c.id)
 	m.chunkBytes -= int64(len(c.buf))
 	c.id = 0
@@ -265,15 +297,15 @@ func (m *MemStore) activeChunk() *chunk {
 	return m.tail.active.Load()
 }
 
-// halfDeadLocked returns the chunks among chunks[from:from+n] that are at
+// halfDeadLocked returns the chunks with ids from to from+n-1 that are at
 // least half dead and that compaction may move records out of: not the
 // active chunk, and none with a record still to be published, whose bytes
 // may still be being written. m.mu must be held, for reading at least.
-func (m *MemStore) halfDeadLocked(from, n int) []*chunk {
+func (m *MemStore) halfDeadLocked(from, n uint32) []*chunk {
 	active := m.activeChunk()
 	var found []*chunk
-	for _, c := range m.chunks[from:min(from+n, len(m.chunks))] {
-		if c != nil && c.halfDead() && m.compactable(c, active) {
+	for id := from; id < from+n && id <= m.chunkIDs; id++ {
+		if c := m.chunkAt(id); c != nil && c.halfDead() && m.compactable(c, active) {
 			found = append(found, c)
 		}
 	}
@@ -288,21 +320,24 @@ func (m *MemStore) halfDeadLocked(from, n int) []*chunk {
 func (m *MemStore) compactLocked(c *chunk, removeBy time.Duration) {
 	now := m.now()
 	for off, used := 0, int(c.used.Load()); off < used && c.live > 0; {
-		token, _, size := c.record(uint16(off))
+		token, _, size := splitRecord(c.buf[off:])
 		at := c.location(off, size)
 		h := m.hashBytes(token)
-		if s, ok := m.slotAtLocked(h, at); ok {
+		if i, ok := m.slotAtLocked(h, at); ok {
+			s := m.slotLocked(i)
+			c.live -= size
+			m.recordBytes -= int64(size)
 			if s.deadline <= removeBy {
-				m.deleteAtLocked(h, at)
-				m.recordBytes -= int64(size)
+				m.noteRemovalLocked(at)
+				m.deleteLocked(i)
 				m.countRemovalLocked(s, now)
 			} else {
 				r := m.reserve(size)
 				copy(r.buf, c.buf[off:off+size])
 				m.placeLocked(r)
-				m.setAtLocked(h, at, r.slot(s.deadline))
+				m.setLocked(i, r.slot(s.deadline))
+				m.recordBytes += int64(size)
 			}
-			c.live -= size
 		}
 		off += size
 	}

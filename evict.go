@@ -15,7 +15,9 @@ var ErrTooLarge = errors.New("memstore: session larger than the store's byte cap
 
 // WithMaxBytes caps the memory the store holds at n bytes: its chunks, with
 // the bytes of live sessions, dead ones not yet reclaimed and room not yet
-// written, and its index, at indexEntryBytes a session. Stats reports that
+// written, and its index, at the size of its table (24 bytes a slot, at
+// least a third of the slots free) and, while the table is more than half
+// full, a share of the larger one it will grow into. Stats reports that
 // figure as Bytes. An n of zero or less means no cap, the default.
 //
 // A Commit that would take the store past the cap first reclaims dead bytes,
@@ -26,7 +28,7 @@ var ErrTooLarge = errors.New("memstore: session larger than the store's byte cap
 //
 // Making room costs a few sessions sampled and removed and, now and then, a
 // chunk compacted: a copy of at most 64 KiB (or 1/64 of the cap, if less),
-// and a map update per record moved. A removal frees bytes only once its
+// and an index update per record moved. A removal frees bytes only once its
 // chunk is compacted, so when no chunk is half dead after 16 rounds of
 // removals, the next removal compacts its own chunk at once, taking with it
 // the sessions there that expire no later (sessions written together expire
@@ -50,16 +52,10 @@ func WithMaxBytes(n int64) Option {
 	return func(m *MemStore) { m.maxBytes = max(n, 0) }
 }
 
-// indexEntryBytes is what a session costs in the index: its share of the
-// map's groups, an 8-byte key, a 16-byte slot and a control byte, at the
-// map's lowest load. Measured with Go 1.26 on amd64 as the heap growth after
-// runtime.GC per session, for maps of 1,000 to 10,000,000 sessions: between
-// 35 and 56 bytes, by how full the map's tables are.
-const indexEntryBytes = 56
-
-// heldLocked returns the bytes the store holds: see WithMaxBytes.
+// heldLocked returns the bytes the store holds: see WithMaxBytes. m.mu must
+// be held.
 func (m *MemStore) heldLocked() int64 {
-	return m.chunkBytes + int64(m.lenLocked())*indexEntryBytes
+	return m.chunkBytes + m.chargeLocked()
 }
 
 // evictionSamples is how many sessions one look at the index samples: Redis's
@@ -99,7 +95,7 @@ func (m *MemStore) makeRoomLocked(r reservation) {
 		withChunk := round >= chunkRounds
 		switch {
 		case m.compactHalfDeadLocked(now):
-		case m.sampleLocked(now, withChunk):
+		case m.sampleExpiredLocked(now, withChunk):
 		case round < chunkRounds || round >= 2*chunkRounds:
 			m.evictBestLocked(now, withChunk)
 		}
@@ -124,18 +120,18 @@ func (m *MemStore) compactHalfDeadLocked(now time.Duration) bool {
 }
 
 // growth returns how much placing r will add to what writtenLocked counts:
-// an index entry, and the record itself unless its chunk is registered, and
-// so counted, already (a compaction while making room may register it). The
-// zero reservation adds nothing: making room for it only brings the store
-// back under the cap.
+// the table's growth, if it is full, and the record itself unless its chunk
+// is registered, and so counted, already (a compaction while making room
+// may register it). The zero reservation adds nothing: making room for it
+// only brings the store back under the cap. m.mu must be held.
 func (m *MemStore) growth(r reservation) int64 {
 	switch {
 	case r.c == nil:
 		return 0
 	case r.c.id != 0:
-		return indexEntryBytes
+		return m.growthLocked()
 	}
-	return indexEntryBytes + int64(len(r.buf))
+	return m.growthLocked() + int64(len(r.buf))
 }
 
 // writtenLocked returns the bytes the store holds (see heldLocked) less the
@@ -148,37 +144,32 @@ func (m *MemStore) writtenLocked() int64 {
 	return held
 }
 
-// sampleLocked looks at evictionSamples sessions, removes those that have
+// sampleExpiredLocked looks at evictionSamples sessions, removes those that have
 // expired, offers the others to the pool, and reports whether it removed any.
 // With withChunk, the first expired session it meets goes with its chunk's
 // other expired sessions, by compacting the chunk, and the sample ends there.
-func (m *MemStore) sampleLocked(now time.Duration, withChunk bool) (removed bool) {
+func (m *MemStore) sampleExpiredLocked(now time.Duration, withChunk bool) (removed bool) {
 	seen := 0
-	look := func(h uint64, s slot) bool {
+	var expired []candidate // removed once the sample ends: a removal may rebuild the table
+	m.sampleLocked(func(h uint64, s slot) bool {
 		seen++
 		if s.deadline > now {
 			m.pool.offer(candidate{hash: h, slot: s})
-			return seen < evictionSamples
+		} else {
+			expired = append(expired, candidate{hash: h, slot: s})
 		}
-		removed = true
-		if c := m.chunks[s.at.chunk]; withChunk && m.compactable(c, m.activeChunk()) {
-			m.compactLocked(c, now)
-			return false
-		}
-		m.expireLocked(h, s)
 		return seen < evictionSamples
-	}
-	for h, s := range m.index {
-		if !look(h, s) {
-			return removed
+	})
+	for _, c := range expired {
+		if ch := m.chunkAt(c.slot.at.chunk); withChunk && m.compactable(ch, m.activeChunk()) {
+			m.compactLocked(ch, now)
+			return true
+		}
+		if _, ok := m.removeAtLocked(c.hash, c.slot.at); ok {
+			m.counters.expired++
 		}
 	}
-	for token, s := range m.colliders {
-		if !look(m.hash(token), s) {
-			return removed
-		}
-	}
-	return removed
+	return len(expired) > 0
 }
 
 // evictBestLocked evicts the pool's best candidate that the store still
@@ -191,15 +182,15 @@ func (m *MemStore) evictBestLocked(now time.Duration, withChunk bool) {
 		if !ok {
 			return
 		}
-		s, held := m.slotAtLocked(c.hash, c.slot.at)
-		if !held || s != c.slot {
+		i, held := m.slotAtLocked(c.hash, c.slot.at)
+		if !held || m.slotLocked(i) != c.slot {
 			continue // removed, moved or renewed since it was sampled
 		}
-		if ch := m.chunks[s.at.chunk]; withChunk && m.compactable(ch, m.activeChunk()) {
-			m.compactLocked(ch, s.deadline)
+		if ch := m.chunkAt(c.slot.at.chunk); withChunk && m.compactable(ch, m.activeChunk()) {
+			m.compactLocked(ch, c.slot.deadline)
 		} else {
-			m.removeLocked(c.hash, s)
-			m.countRemovalLocked(s, now)
+			m.removeLocked(i)
+			m.countRemovalLocked(c.slot, now)
 		}
 		return
 	}
@@ -213,13 +204,6 @@ func (m *MemStore) countRemovalLocked(s slot, now time.Duration) {
 	} else {
 		m.counters.evicted++
 	}
-}
-
-// expireLocked removes the session in s, whose token hashes to h, an expired
-// one, and counts it. m.mu must be held for writing.
-func (m *MemStore) expireLocked(h uint64, s slot) {
-	m.removeLocked(h, s)
-	m.counters.expired++
 }
 
 // poolSize is how many eviction candidates the pool keeps: Redis's

@@ -93,8 +93,9 @@ func (m *MemStore) sweep(stop <-chan struct{}) {
 		for _, c := range expired {
 			// Commit may have renewed the session, or compaction moved it,
 			// since the walk saw it.
-			if s, ok := m.slotAtLocked(c.hash, c.slot.at); ok && s.deadline <= sweepStart {
-				m.expireLocked(c.hash, s)
+			if i, ok := m.slotAtLocked(c.hash, c.slot.at); ok && m.slotLocked(i).deadline <= sweepStart {
+				m.removeLocked(i)
+				m.counters.expired++
 			}
 		}
 		expired = expired[:0]
@@ -117,9 +118,9 @@ func (m *MemStore) sweep(stop <-chan struct{}) {
 		locked(removeExpired)
 	}
 
-	for from := 1; ; from += batchSize {
+	for from := uint32(1); ; from += batchSize {
 		m.mu.RLock()
-		halfDead, more := m.halfDeadLocked(from, batchSize), from+batchSize < len(m.chunks)
+		halfDead, more := m.halfDeadLocked(from, batchSize), from+batchSize <= m.chunkIDs
 		m.mu.RUnlock()
 		for _, c := range halfDead {
 			held := locked(func() {

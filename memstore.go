@@ -6,9 +6,9 @@
 //	sessionManager := scs.New()
 //	sessionManager.Store = memstore.New(time.Minute)
 //
-// A MemStore holds its sessions in the memory of one process, behind one
-// sync.RWMutex, and removes expired ones with a background janitor. Three
-// things are worth knowing before using it.
+// A MemStore holds its sessions in the memory of one process and removes
+// expired ones with a background janitor. Find takes no lock; writers take
+// turns on one. Three things are worth knowing before using it.
 //
 // Slices are shared. Commit copies the caller's bytes; Find and All return
 // the stored bytes themselves, without copying. Treat them as read-only.
@@ -30,10 +30,9 @@
 //
 // The store costs the garbage collector nothing per session: tokens and data
 // are written side by side into large byte slices, and the index that finds
-// them, keyed by a hash of the token, holds no pointers (but for the rare
-// tokens whose hashes collide), so a million sessions add nothing for the
-// collector to mark. The README has the long form: the
-// byte cap, snapshots, monitoring and measurements.
+// them, a table keyed by a hash of the token, holds no pointers, so a
+// million sessions add nothing for the collector to mark. The README has the
+// long form: the byte cap, snapshots, monitoring and measurements.
 package memstore
 
 import (
@@ -41,7 +40,9 @@ import (
 	"fmt"
 	"hash/maphash"
 	"math"
+	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -62,39 +63,22 @@ type MemStore struct {
 
 	tail tail // where records are written; its own lock, taken after mu when both are
 
-	mu           sync.RWMutex    // guards the fields below
-	index        map[uint64]slot // token hash → session, for every session held but colliders
-	colliders    map[string]slot // sessions whose token hash another token holds in index
-	chunks       []*chunk        // the chunks records are in, by id; nil where free, and at 0
-	freeChunkIDs []uint32        // the free places in chunks
-	chunkBytes   int64           // the size of every chunk registered: live, dead and unwritten
-	halfDead     []*chunk        // chunks found at least half dead, maybe not yet compactable
-	recordBytes  int64           // the size of every record the index points to
-	pool         evictionPool    // the best eviction candidates seen so far, kept between evictions
-	counters     counters        // what Stats reports beyond the sizes
-}
+	// Read by Find without a lock; replaced or changed under mu.
+	table atomic.Pointer[table]    // the index: see index.go
+	dir   atomic.Pointer[chunkDir] // the chunks records are in, by id
 
-// slot is one session in the index. It holds no pointer, so that the garbage
-// collector never scans the index.
-type slot struct {
-	at       location
-	deadline time.Duration // on the store's monotonic clock (time since epoch)
-}
-
-// location is where a record starts.
-type location struct {
-	chunk  uint32 // the chunk's id: its place in MemStore.chunks
-	offset uint16 // the record's first byte in the chunk: shared chunks are at most 64 KiB
-	size   uint16 // the record's size, or 0 for a record alone in its chunk: shared records are at most 4 KiB
-}
-
-// size returns the size of the record at at, without reading it: removing
-// a session touches the index alone.
-func (m *MemStore) size(at location) int {
-	if at.size == 0 {
-		return len(m.chunks[at.chunk].buf)
-	}
-	return int(at.size)
+	mu           sync.RWMutex        // writers hold it; walks over the index share it
+	walks        int                 // walks in progress: the table does not shrink meanwhile
+	chunkIDs     uint32              // the ids given to chunks so far: 1 to chunkIDs
+	freeChunkIDs []uint32            // ids of dropped chunks, to give again
+	chunkBytes   int64               // the size of every chunk registered: live, dead and unwritten
+	halfDead     []*chunk            // chunks found at least half dead, maybe not yet compactable
+	recordBytes  int64               // the size of every record the index points to
+	pool         evictionPool        // the best eviction candidates seen so far, kept between evictions
+	rng          rng                 // where eviction samples the index
+	restores     int                 // ReadFroms adding sessions now
+	removed      map[string]struct{} // tokens removed while a ReadFrom ran: see noteRemovalLocked
+	counters     counters            // what Stats reports beyond the sizes
 }
 
 // maxSession is the largest record a store holds (alone in its chunk), so
@@ -122,9 +106,10 @@ func newStore(opts []Option) *MemStore {
 		seed:         maphash.MakeSeed(),
 		syncInterval: defaultSyncInterval,
 		rewriteSlack: rewriteSlack,
-		index:        make(map[uint64]slot),
-		chunks:       []*chunk{nil}, // id 0 means unregistered
+		rng:          rng{state: rand.Uint64()},
 	}
+	m.table.Store(emptyTable)
+	m.dir.Store(&chunkDir{})
 	for _, opt := range opts {
 		opt(m)
 	}
@@ -149,12 +134,12 @@ type Option func(*MemStore)
 // modify it. Its capacity equals its length, so an append copies. A session
 // committed with nil or empty data gives an empty, non-nil slice and found ==
 // true.
+//
+// Find takes no lock: it never waits for a Commit, a Delete, the janitor or
+// a restore.
 func (m *MemStore) Find(token string) (b []byte, found bool, err error) {
-	h := m.hash(token)
-	m.mu.RLock()
-	s, b, ok := m.lookupLocked(h, token)
-	m.mu.RUnlock()
-	if !ok || s.deadline <= m.now() {
+	b, deadline, found := m.find(m.hash(token), token)
+	if !found || deadline <= m.now() {
 		return nil, false, nil
 	}
 	return b, true, nil
@@ -216,8 +201,8 @@ func (m *MemStore) Save(token string, b []byte, expiry time.Time) error {
 func (m *MemStore) Delete(token string) error {
 	h := m.hash(token)
 	m.mu.Lock()
-	if s, _, ok := m.lookupLocked(h, token); ok {
-		m.removeLocked(h, s)
+	if i, ok := m.lookupLocked(h, token); ok {
+		m.removeLocked(i)
 		m.compactWhileTooDeadLocked()
 	}
 	var synced *syncBatch
@@ -249,7 +234,7 @@ func (m *MemStore) Len() int {
 	return m.lenLocked()
 }
 
-func (m *MemStore) lenLocked() int { return len(m.index) + len(m.colliders) }
+func (m *MemStore) lenLocked() int { return m.table.Load().live }
 
 // FindCtx is Find for scs's CtxStore interface. If ctx is already done it
 // returns ctx.Err() and nothing else.
@@ -315,159 +300,106 @@ func (m *MemStore) checkSize(size int) error {
 	switch {
 	case size > maxSession:
 		return fmt.Errorf("%w: a session of %d bytes; the most a store holds is %d", ErrTooLarge, size, maxSession)
-	case m.maxBytes > 0 && int64(size)+indexEntryBytes > m.maxBytes:
+	case m.maxBytes > 0 && int64(size)+minSlots*slotBytes > m.maxBytes:
 		return fmt.Errorf("%w: a session of %d bytes under a cap of %d", ErrTooLarge, size, m.maxBytes)
 	}
 	return nil
 }
 
-// hash returns the index key of token.
+// hash returns the index key of token: 32 bits of its hash, bit 31 set so
+// that it is never one of the values a slot holds without a session (see
+// index.go). Tokens that share a key are told apart by their stored bytes.
 func (m *MemStore) hash(token string) uint64 {
 	if m.fewHashes {
-		return uint64(len(token) % fewHashes)
+		return indexKey(uint64(len(token) % fewHashes))
 	}
-	return maphash.String(m.seed, token)
+	return indexKey(maphash.String(m.seed, token))
 }
 
 // hashBytes is hash for a token held as bytes; maphash guarantees the same
 // result.
 func (m *MemStore) hashBytes(token []byte) uint64 {
 	if m.fewHashes {
-		return uint64(len(token) % fewHashes)
+		return indexKey(uint64(len(token) % fewHashes))
 	}
-	return maphash.Bytes(m.seed, token)
+	return indexKey(maphash.Bytes(m.seed, token))
 }
+
+func indexKey(h uint64) uint64 { return h&0x7fff_ffff | 1<<31 }
 
 // fewHashes is how many index keys a store whose tokens are made to collide
 // spreads them over.
 const fewHashes = 3
-
-// lookupLocked returns the slot of token, whose hash is h, and its data.
-// m.mu must be held.
-func (m *MemStore) lookupLocked(h uint64, token string) (s slot, data []byte, ok bool) {
-	if s, ok := m.index[h]; ok {
-		if stored, data, _ := m.record(s.at); string(stored) == token {
-			return s, data, true
-		}
-	}
-	if len(m.colliders) > 0 {
-		if s, ok := m.colliders[token]; ok {
-			_, data, _ := m.record(s.at)
-			return s, data, true
-		}
-	}
-	return slot{}, nil, false
-}
 
 // putLocked makes the record in r, written by now, the session of token,
 // whose hash is h, replacing what the token held, after making room for it
 // under the cap. m.mu must be held for writing. Every insertion goes through
 // here.
 func (m *MemStore) putLocked(h uint64, token string, r reservation, deadline time.Duration) {
-	if old, ok := m.index[h]; ok && m.maxBytes == 0 && m.tokenIs(old.at, token) {
-		// Without a cap, overwrite in place: the common case costs one
-		// lookup less.
+	i, held := m.lookupLocked(h, token)
+	if held && m.maxBytes == 0 {
+		// Without a cap, overwrite in place: the slot stays where it is.
+		old := m.slotLocked(i)
 		m.placeLocked(r)
-		m.index[h] = r.slot(deadline)
+		m.setLocked(i, r.slot(deadline))
 		m.releaseLocked(old.at)
-		m.recordBytes += int64(len(r.buf))
-		m.compactWhileTooDeadLocked()
-		return
+	} else {
+		if held {
+			m.removeLocked(i)
+		}
+		m.makeRoomLocked(r)
+		m.placeLocked(r)
+		m.insertLocked(h, r.slot(deadline))
 	}
-	if old, _, ok := m.lookupLocked(h, token); ok {
-		m.removeLocked(h, old)
-	}
-	m.makeRoomLocked(r)
-	m.placeLocked(r)
-	m.storeLocked(h, token, r.slot(deadline))
 	m.recordBytes += int64(len(r.buf))
 	m.compactWhileTooDeadLocked()
 }
 
-// tokenIs reports whether the record at at holds token.
+// tokenIs reports whether the record at at holds token. m.mu must be held.
 func (m *MemStore) tokenIs(at location, token string) bool {
-	stored, _, _ := m.record(at)
+	stored, _ := m.chunkAt(at.chunk).record(at)
 	return string(stored) == token
 }
 
-// record returns the token and data of the record at at, and its size. m.mu
-// must be held.
-func (m *MemStore) record(at location) (token, data []byte, size int) {
-	return m.chunks[at.chunk].record(at.offset)
-}
-
-// storeLocked sets the slot of token, whose hash is h, which the store does
-// not hold. m.mu must be held for writing.
-func (m *MemStore) storeLocked(h uint64, token string, s slot) {
-	if _, taken := m.index[h]; !taken {
-		m.index[h] = s
-		return
-	}
-	if m.colliders == nil {
-		m.colliders = make(map[string]slot)
-	}
-	m.colliders[token] = s
-}
-
-// slotAtLocked returns the slot pointing at at, whose token hashes to h.
-// m.mu must be held.
-func (m *MemStore) slotAtLocked(h uint64, at location) (slot, bool) {
-	if s, ok := m.index[h]; ok && s.at == at {
-		return s, true
-	}
-	if token, ok := m.colliderAtLocked(at); ok {
-		return m.colliders[token], true
-	}
-	return slot{}, false
-}
-
-// setAtLocked replaces the slot pointing at at, whose token hashes to h,
-// with s. m.mu must be held for writing.
-func (m *MemStore) setAtLocked(h uint64, at location, s slot) {
-	if cur, ok := m.index[h]; ok && cur.at == at {
-		m.index[h] = s
-	} else if token, ok := m.colliderAtLocked(at); ok {
-		m.colliders[token] = s
-	}
-}
-
-// deleteAtLocked deletes the slot pointing at at, whose token hashes to h.
-// m.mu must be held for writing.
-func (m *MemStore) deleteAtLocked(h uint64, at location) {
-	if cur, ok := m.index[h]; ok && cur.at == at {
-		delete(m.index, h)
-	} else if token, ok := m.colliderAtLocked(at); ok {
-		delete(m.colliders, token)
-	}
-}
-
-// colliderAtLocked returns the token of the collider whose slot points at
-// at, if one does. It takes a scan of the colliders, rare as they are: the
-// chance that a million random tokens hold one pair of colliding hashes is
-// about one in 37 million. m.mu must be held.
-func (m *MemStore) colliderAtLocked(at location) (string, bool) {
-	for token, s := range m.colliders {
-		if s.at == at {
-			return token, true
-		}
-	}
-	return "", false
-}
-
-// removeLocked removes the session in s, whose token hashes to h: Delete, an
-// expired Commit, the sweep and eviction come here, and an overwrite without
-// a cap goes to releaseLocked alone, so that the sizes always match the
-// index. (compactLocked, which drops the whole chunk, counts its own.) m.mu
-// must be held for writing.
-func (m *MemStore) removeLocked(h uint64, s slot) {
-	m.deleteAtLocked(h, s.at)
+// removeLocked removes the session in slot i of the current table: Delete,
+// an expired Commit, the sweep, eviction and compaction come here, and an
+// overwrite without a cap goes to releaseLocked alone, so that the sizes
+// always match the index. m.mu must be held for writing.
+func (m *MemStore) removeLocked(i int) {
+	s := m.slotLocked(i)
+	m.noteRemovalLocked(s.at)
+	m.deleteLocked(i)
 	m.releaseLocked(s.at)
+}
+
+// removeAtLocked removes the session whose record is at at and whose token
+// hashes to h, if the store still holds it there, and returns its slot. m.mu
+// must be held for writing.
+func (m *MemStore) removeAtLocked(h uint64, at location) (s slot, removed bool) {
+	i, ok := m.slotAtLocked(h, at)
+	if !ok {
+		return slot{}, false
+	}
+	s = m.slotLocked(i)
+	m.removeLocked(i)
+	return s, true
+}
+
+// noteRemovalLocked remembers the token of the record at at, being removed,
+// while a ReadFrom runs, so that the snapshot's copy of a session the store
+// held when the ReadFrom began does not take its place. m.mu must be held
+// for writing.
+func (m *MemStore) noteRemovalLocked(at location) {
+	if m.restores > 0 {
+		token, _ := m.chunkAt(at.chunk).record(at)
+		m.removed[string(token)] = struct{}{}
+	}
 }
 
 // releaseLocked counts the record at at, which the index no longer points
 // to, as dead. m.mu must be held for writing.
 func (m *MemStore) releaseLocked(at location) {
-	c, size := m.chunks[at.chunk], m.size(at)
+	c, size := m.chunkAt(at.chunk), m.size(at)
 	c.live -= size
 	m.recordBytes -= int64(size)
 	if c.live == 0 {
@@ -480,53 +412,19 @@ func (m *MemStore) releaseLocked(at location) {
 	}
 }
 
-// batchSize bounds how many sessions a walk over the whole index visits per
+// size returns the size of the record at at, without reading it: removing
+// a session touches the index alone. m.mu must be held.
+func (m *MemStore) size(at location) int {
+	if at.size == 0 {
+		return len(m.chunkAt(at.chunk).buf)
+	}
+	return int(at.size)
+}
+
+// batchSize bounds how many slots a walk over the whole index visits per
 // lock hold: a request waits behind one batch at most, whatever the store's
 // size.
 const batchSize = 1024
-
-// walk calls visit for every session, holding lk while it does but releasing
-// and retaking it every batchSize sessions, and returns the longest single
-// hold. visit runs with lk held. Between batches, with lk released, walk
-// calls between, if not nil, and stops if it returns false.
-//
-// The Go specification makes this safe with writers running between batches:
-// a session removed before the walk reaches it is not visited, one added
-// during the walk may or may not be, and every other one is visited once,
-// with its slot as of the visit.
-func (m *MemStore) walk(lk sync.Locker, visit func(h uint64, s slot), between func() bool) (longestHold time.Duration) {
-	lk.Lock()
-	heldSince := time.Now()
-	visited := 0
-	pause := func() bool {
-		if visited++; visited%batchSize != 0 {
-			return true
-		}
-		longestHold = max(longestHold, time.Since(heldSince))
-		lk.Unlock()
-		if between != nil && !between() {
-			return false
-		}
-		lk.Lock()
-		heldSince = time.Now()
-		return true
-	}
-	for h, s := range m.index {
-		visit(h, s)
-		if !pause() {
-			return longestHold
-		}
-	}
-	for token, s := range m.colliders {
-		visit(m.hash(token), s)
-		if !pause() {
-			return longestHold
-		}
-	}
-	longestHold = max(longestHold, time.Since(heldSince))
-	lk.Unlock()
-	return longestHold
-}
 
 // walkLive calls visit for every unexpired session, under the read lock held
 // a batch at a time (see walk). token and data are the store's own bytes.
@@ -539,7 +437,7 @@ func (m *MemStore) walkLiveSlots(visit func(s slot, token, data []byte)) {
 	now := m.now()
 	m.walk(m.mu.RLocker(), func(_ uint64, s slot) {
 		if s.deadline > now {
-			token, data, _ := m.record(s.at)
+			token, data := m.chunkAt(s.at.chunk).record(s.at)
 			visit(s, token, data)
 		}
 	}, nil)

@@ -263,29 +263,53 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 // than keep every decoded entry in between: decoding is cheap, and a restore
 // of a million sessions took 40% less time without that slice to grow.
 //
-// The check counts the entries, and the maps are made that large at once:
-// growing them step by step took 40% of the time of a restore of a million
-// sessions (BenchmarkDurableOpen/from=base).
+// The check counts the entries, and the index is made that large at once,
+// rather than grown step by step.
 func (m *MemStore) restore(snap []byte) error {
 	entries := 0
 	if err := decode(snap, func(decoded) { entries++ }); err != nil {
 		return err
 	}
 	m.reserveIndex(entries)
+	m.startRestore()
+	defer m.endRestore()
 	mg := merger{m: m, batch: make([]restored, 0, batchSize), taken: make(map[string]struct{}, entries)}
 	decode(snap, mg.add) // checked above: no error
 	mg.flush()
 	return mg.syncErr
 }
 
-// reserveIndex makes room in the index of an empty store for n sessions,
-// so that a restore does not grow it step by step. A store holding sessions
-// keeps its index as it is.
+// startRestore makes the store remember the tokens it removes from now on,
+// until endRestore: a session the store held when a restore began keeps the
+// store's data, or is gone if evicted or deleted meanwhile, but never takes
+// the snapshot's older copy. Restores running together share the set, so
+// that one may skip, too, a token removed before it began, during another.
+func (m *MemStore) startRestore() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.restores == 0 {
+		m.removed = make(map[string]struct{})
+	}
+	m.restores++
+}
+
+// endRestore ends what startRestore began.
+func (m *MemStore) endRestore() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.restores--; m.restores == 0 {
+		m.removed = nil
+	}
+}
+
+// reserveIndex makes room in the index for n more sessions, so that a
+// restore does not grow it step by step. Under a cap it does nothing: the
+// table grows as room is made for it.
 func (m *MemStore) reserveIndex(n int) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.lenLocked() == 0 {
-		m.index = make(map[uint64]slot, n)
+	if t := m.table.Load(); m.maxBytes == 0 && sizeFor(t.live+n) > len(t.slots) {
+		m.rebuildLocked(t.live + n)
 	}
 }
 
@@ -473,7 +497,8 @@ func (mg *merger) flush() {
 	defer m.mu.Unlock()
 	for _, s := range mg.batch {
 		h := m.hash(s.token)
-		if _, _, held := m.lookupLocked(h, s.token); held {
+		_, held := m.lookupLocked(h, s.token)
+		if _, gone := m.removed[s.token]; held || gone {
 			m.discardLocked(s.r)
 			continue
 		}

@@ -1066,3 +1066,33 @@ func TestReadFileReadsNoMoreThanTheFile(t *testing.T) {
 	}
 	mustFind(t, m, "tok", []byte("data"))
 }
+
+// TestReadFromUnderACapNeverRestoresAHeldTokensOlderCopy restores, under a
+// cap, a snapshot whose first sessions push out a token the store held when
+// the restore began, evicted (the nearest its expiry) or removed (expired),
+// and whose last entry is that token's older copy: the token must stay gone,
+// never take the snapshot's copy.
+func TestReadFromUnderACapNeverRestoresAHeldTokensOlderCopy(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		for name, life := range map[string]time.Duration{"evicted": time.Minute, "expired": shortLife} {
+			m := memstore.New(0, memstore.WithMaxBytes(16<<10))
+			defer m.Close()
+			mustCommit(t, m, "held", []byte("the store's"), time.Now().Add(life))
+			time.Sleep(2 * shortLife)
+
+			later := time.Now().Add(time.Hour).UnixNano()
+			var entries []snapEntry
+			for i := range 400 { // many times the cap
+				entries = append(entries, snapEntry{fmt.Sprint("filler", i), later, payload})
+			}
+			restore(t, m, validSnapshot(append(entries, snapEntry{"held", later, []byte("the snapshot's")})...))
+
+			if got, found, _ := m.Find("held"); found && string(got) != "the store's" {
+				t.Errorf("%s: Find(held) = %q after the restore; want the store's session or none", name, got)
+			}
+			if st := m.Stats(); st.Evicted+st.Expired == 0 {
+				t.Errorf("%s: Stats = %+v; want sessions pushed out, for the test to mean anything", name, st)
+			}
+		}
+	})
+}

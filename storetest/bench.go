@@ -3,6 +3,7 @@
 package storetest
 
 import (
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -24,9 +25,10 @@ var benchPayload = sync.OnceValue(func() []byte {
 })
 
 // Bench measures the store that makeStore returns with the standard workloads,
-// as sub-benchmarks with fixed names: find-hit, find-miss, commit, churn,
-// parallel-mixed-90-10, and all-10k when the store has an All method (the
-// package documentation describes them). Each reports allocations.
+// as sub-benchmarks with fixed names: find-hit, find-hit-random, find-miss,
+// commit, commit-random, churn, parallel-mixed-90-10,
+// parallel-mixed-90-10-random, and all-10k when the store has an All method
+// (the package documentation describes them). Each reports allocations.
 //
 // Each sub-benchmark calls makeStore itself, with its own b, and fills the
 // fresh store outside the timed loop; register closing it with b.Cleanup
@@ -42,6 +44,17 @@ func Bench(b *testing.B, makeStore MakeStore) {
 		b.ReportAllocs()
 		for i := 0; b.Loop(); i++ {
 			if _, found, err := s.Find(toks[i%len(toks)]); err != nil || !found {
+				b.Fatalf("Find of a live session = found %v, error %v; want true, nil", found, err)
+			}
+		}
+	})
+	b.Run("find-hit-random", func(b *testing.B) {
+		s := makeStore(b)
+		toks := fill(b, s)
+		order := randomOrder(len(toks))
+		b.ReportAllocs()
+		for i := 0; b.Loop(); i++ {
+			if _, found, err := s.Find(toks[order[i%len(order)]]); err != nil || !found {
 				b.Fatalf("Find of a live session = found %v, error %v; want true, nil", found, err)
 			}
 		}
@@ -68,6 +81,18 @@ func Bench(b *testing.B, makeStore MakeStore) {
 			}
 		}
 	})
+	b.Run("commit-random", func(b *testing.B) {
+		s := makeStore(b)
+		toks := fill(b, s)
+		order := randomOrder(len(toks))
+		payload, expiry := benchPayload(), time.Now().Add(time.Hour)
+		b.ReportAllocs()
+		for i := 0; b.Loop(); i++ {
+			if err := s.Commit(toks[order[i%len(order)]], payload, expiry); err != nil {
+				b.Fatalf("Commit: %v", err)
+			}
+		}
+	})
 	b.Run("churn", func(b *testing.B) {
 		s := makeStore(b)
 		toks := benchTokens(benchSessions)
@@ -88,27 +113,10 @@ func Bench(b *testing.B, makeStore MakeStore) {
 		}
 	})
 	b.Run("parallel-mixed-90-10", func(b *testing.B) {
-		s := makeStore(b)
-		toks := fill(b, s)
-		payload, expiry := benchPayload(), time.Now().Add(time.Hour)
-		var goroutines atomic.Int64
-		b.ReportAllocs()
-		b.ResetTimer()
-		b.RunParallel(func(pb *testing.PB) {
-			i := int(goroutines.Add(1)) * 7919 // each goroutine starts elsewhere
-			for ; pb.Next(); i++ {
-				tok := toks[i%len(toks)]
-				if i%10 == 0 {
-					if err := s.Commit(tok, payload, expiry); err != nil {
-						b.Errorf("Commit: %v", err)
-						return
-					}
-				} else if _, found, err := s.Find(tok); err != nil || !found {
-					b.Errorf("Find of a live session = found %v, error %v; want true, nil", found, err)
-					return
-				}
-			}
-		})
+		ParallelMixed(b, makeStore, benchSessions, false)
+	})
+	b.Run("parallel-mixed-90-10-random", func(b *testing.B) {
+		ParallelMixed(b, makeStore, benchSessions, true)
 	})
 	b.Run("all-10k", func(b *testing.B) {
 		s := makeStore(b)
@@ -127,11 +135,64 @@ func Bench(b *testing.B, makeStore MakeStore) {
 	})
 }
 
+// ParallelMixed measures the workload of parallel-mixed-90-10 on a store
+// that makeStore returns, filled with sessions sessions: Find and Commit
+// from GOMAXPROCS goroutines at once (b.RunParallel: run with -cpu to sweep
+// it), nine finds to a commit, on tokens in turn or, with random, drawn at
+// random, as requests from many users are. It reports allocations.
+func ParallelMixed(b *testing.B, makeStore MakeStore, sessions int, random bool) {
+	s := makeStore(b)
+	toks := fillN(b, s, sessions)
+	order := make([]int32, len(toks))
+	for i := range order {
+		order[i] = int32(i)
+	}
+	if random {
+		order = randomOrder(len(toks))
+	}
+	payload, expiry := benchPayload(), time.Now().Add(time.Hour)
+	var goroutines atomic.Int64
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		i := int(goroutines.Add(1)) * 7919 // each goroutine starts elsewhere
+		for ; pb.Next(); i++ {
+			tok := toks[order[i%len(order)]]
+			if i%10 == 0 {
+				if err := s.Commit(tok, payload, expiry); err != nil {
+					b.Errorf("Commit: %v", err)
+					return
+				}
+			} else if _, found, err := s.Find(tok); err != nil || !found {
+				b.Errorf("Find of a live session = found %v, error %v; want true, nil", found, err)
+				return
+			}
+		}
+	})
+}
+
+// randomOrder returns 65,536 indexes below n drawn at random, for a
+// benchmark to take in turn: drawing them in the timed loop would time the
+// generator too.
+func randomOrder(n int) []int32 {
+	order := make([]int32, 1<<16)
+	for i := range order {
+		order[i] = int32(rand.IntN(n))
+	}
+	return order
+}
+
 // fill commits benchSessions live sessions to s and returns their tokens.
 // They are deleted when the benchmark ends.
 func fill(b *testing.B, s Store) []string {
+	return fillN(b, s, benchSessions)
+}
+
+// fillN commits n live sessions to s and returns their tokens. They are
+// deleted when the benchmark ends.
+func fillN(b *testing.B, s Store, n int) []string {
 	b.Helper()
-	toks := benchTokens(benchSessions)
+	toks := benchTokens(n)
 	b.Cleanup(func() { deleteAll(s, toks) })
 	payload, expiry := benchPayload(), time.Now().Add(time.Hour)
 	for _, tok := range toks {

@@ -90,13 +90,19 @@
 // reporting allocations, on stores holding 10,000 sessions whose data is a real
 // scs session's gob encoding (157 bytes: a deadline and two values):
 //
-//   - find-hit: Find of a live session.
+//   - find-hit: Find of a live session, the sessions taken in turn.
+//   - find-hit-random: the same, the sessions drawn at random, as requests
+//     from many users come: each finds its session elsewhere in memory.
 //   - find-miss: Find of a token the store does not hold.
 //   - commit: Commit over a live session, as scs does at the end of every
-//     request that changed a session.
+//     request that changed a session, the sessions taken in turn.
+//   - commit-random: the same, the sessions drawn at random.
 //   - churn: Commit, Find and Delete of one session, its whole life.
 //   - parallel-mixed-90-10: Find and Commit from GOMAXPROCS goroutines at
-//     once, nine finds to a commit.
+//     once, nine finds to a commit, the sessions taken in turn.
+//   - parallel-mixed-90-10-random: the same, the sessions drawn at random.
+//     ParallelMixed runs it on a store of any size; with go test's -cpu it
+//     sweeps GOMAXPROCS.
 //   - all-10k: All over the 10,000 sessions; skipped when the store has no All
 //     method.
 //
