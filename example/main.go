@@ -4,7 +4,7 @@
 // v2: /put stores "Hello world!" in the session and /get writes it back;
 // /logout ends the session (scs's Destroy, which deletes it from the store).
 //
-//	cd integration && go run ./cmd/example
+//	cd example && go run .
 //	curl -c /tmp/c -b /tmp/c localhost:4000/put
 //	curl -c /tmp/c -b /tmp/c localhost:4000/get
 //	curl -c /tmp/c -b /tmp/c localhost:4000/logout
@@ -40,11 +40,15 @@
 // every change but those of the last second. With -snapshot or -dir, users
 // stay logged in across a restart:
 //
-//	go run ./cmd/example -snapshot /tmp/sessions.snap
-//	go run ./cmd/example -dir /tmp/sessions
+//	go run . -snapshot /tmp/sessions.snap
+//	go run . -dir /tmp/sessions
 //
 // /debug/vars serves the expvar variables, among them the store's Stats
 // under the name "memstore".
+//
+// It is a module of its own, requiring scs and memstore only, so that
+// running it fetches scs and nothing else and builds with the Go version
+// memstore's go.mod names.
 package main
 
 import (
