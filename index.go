@@ -157,24 +157,32 @@ func (s *tableSlot) write(hash uint64, sl slot) {
 // are the store's own bytes.
 func (m *MemStore) find(h uint64, token string) (data []byte, deadline time.Duration, found bool) {
 	for {
-		t := m.table.Load()
-		data, deadline, found, valid := m.findIn(t, h, token)
+		f, valid := m.findIn(m.table.Load(), h, token)
 		if valid {
-			return data, deadline, found
+			return f.data, f.deadline, f.i >= 0
 		}
 	}
+}
+
+// found is what findIn read of a session: the slot holding it (or -1 for
+// none), that slot's version and hash as read, its data and its deadline.
+type found struct {
+	i        int
+	meta     uint64
+	data     []byte
+	deadline time.Duration
 }
 
 // findIn looks token up in t, without a lock. valid is false if what it
 // read may be inconsistent: t was replaced, and a chunk it names may since
 // have been dropped and its id given to another.
 //
-// A miss needs no such check: t was current when find loaded it, and if it
-// was replaced since, its slots kept the state they had then, a state the
-// store was in while Find ran.
-func (m *MemStore) findIn(t *table, h uint64, token string) (data []byte, deadline time.Duration, found, valid bool) {
+// A miss needs no such check: t was current when the caller loaded it, and
+// if it was replaced since, its slots kept the state they had then, a state
+// the store was in during the call.
+func (m *MemStore) findIn(t *table, h uint64, token string) (f found, valid bool) {
 	if len(t.slots) == 0 {
-		return nil, 0, false, true
+		return found{i: -1}, true
 	}
 	for i := h & t.mask; ; i = (i + 1) & t.mask {
 		s := &t.slots[i]
@@ -186,7 +194,7 @@ func (m *MemStore) findIn(t *table, h uint64, token string) (data []byte, deadli
 		}
 		switch meta & 0xffff_ffff {
 		case emptyHash:
-			return nil, 0, false, true
+			return found{i: -1}, true
 		case h:
 		default:
 			continue
@@ -201,13 +209,43 @@ func (m *MemStore) findIn(t *table, h uint64, token string) (data []byte, deadli
 		// held the record, a chunk is dropped only once no slot of the
 		// current table names it, and a record is never modified.
 		if m.table.Load() != t {
-			return nil, 0, false, false
+			return found{}, false
 		}
 		stored, data := c.record(at)
 		if string(stored) == token {
-			return data, deadline, true, true
+			return found{i: int(i), meta: meta, data: data, deadline: deadline}, true
 		}
 	}
+}
+
+// slotHint is where a writer found a token's slot before taking the lock,
+// so that under the lock it checks that the slot did not change rather than
+// look the token up again.
+type slotHint struct {
+	t    *table // nil if the token was not found
+	i    int
+	meta uint64
+}
+
+// hint looks token, whose hash is h, up without a lock, for a writer that
+// is about to take it.
+func (m *MemStore) hint(h uint64, token string) slotHint {
+	t := m.table.Load()
+	f, valid := m.findIn(t, h, token)
+	if !valid || f.i < 0 {
+		return slotHint{}
+	}
+	return slotHint{t: t, i: f.i, meta: f.meta}
+}
+
+// lookupHintedLocked is lookupLocked, taking the slot in hint if it still
+// holds the token: the table is the same, and the slot's version and hash
+// have not moved since the token was compared. m.mu must be held.
+func (m *MemStore) lookupHintedLocked(h uint64, token string, hint slotHint) (i int, found bool) {
+	if hint.t != nil && hint.t == m.table.Load() && hint.t.slots[hint.i].meta.Load() == hint.meta {
+		return hint.i, true
+	}
+	return m.lookupLocked(h, token)
 }
 
 // lookupLocked returns the index of the slot holding token, whose hash is

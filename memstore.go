@@ -171,11 +171,12 @@ func (m *MemStore) Commit(token string, b []byte, expiry time.Time) error {
 		return err
 	}
 	h := m.hash(token)
-	r := m.reserve(size) // the copy happens outside m.mu
+	hint := m.hint(h, token) // the lookup, too, happens outside m.mu
+	r := m.reserve(size)     // and so does the copy
 	writeRecord(r.buf, token, b)
 
 	m.mu.Lock()
-	m.putLocked(h, token, r, deadline)
+	m.putLocked(h, token, hint, r, deadline)
 	var synced *syncBatch
 	if m.log != nil {
 		synced = m.log.putLocked(r, expiry)
@@ -332,11 +333,11 @@ func indexKey(h uint64) uint64 { return h&0x7fff_ffff | 1<<31 }
 const fewHashes = 3
 
 // putLocked makes the record in r, written by now, the session of token,
-// whose hash is h, replacing what the token held, after making room for it
-// under the cap. m.mu must be held for writing. Every insertion goes through
-// here.
-func (m *MemStore) putLocked(h uint64, token string, r reservation, deadline time.Duration) {
-	i, held := m.lookupLocked(h, token)
+// whose hash is h, replacing what the token held (see lookupHintedLocked),
+// after making room for it under the cap. m.mu must be held for writing.
+// Every insertion goes through here.
+func (m *MemStore) putLocked(h uint64, token string, hint slotHint, r reservation, deadline time.Duration) {
+	i, held := m.lookupHintedLocked(h, token, hint)
 	if held && m.maxBytes == 0 {
 		// Without a cap, overwrite in place: the slot stays where it is.
 		old := m.slotLocked(i)

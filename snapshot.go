@@ -502,7 +502,7 @@ func (mg *merger) flush() {
 			m.discardLocked(s.r)
 			continue
 		}
-		m.putLocked(h, s.token, s.r, s.deadline)
+		m.putLocked(h, s.token, slotHint{}, s.r, s.deadline)
 		if m.log == nil {
 			continue
 		}

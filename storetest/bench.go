@@ -113,10 +113,10 @@ func Bench(b *testing.B, makeStore MakeStore) {
 		}
 	})
 	b.Run("parallel-mixed-90-10", func(b *testing.B) {
-		ParallelMixed(b, makeStore, benchSessions, false)
+		Parallel(b, makeStore, benchSessions, 10, false)
 	})
 	b.Run("parallel-mixed-90-10-random", func(b *testing.B) {
-		ParallelMixed(b, makeStore, benchSessions, true)
+		Parallel(b, makeStore, benchSessions, 10, true)
 	})
 	b.Run("all-10k", func(b *testing.B) {
 		s := makeStore(b)
@@ -135,12 +135,13 @@ func Bench(b *testing.B, makeStore MakeStore) {
 	})
 }
 
-// ParallelMixed measures the workload of parallel-mixed-90-10 on a store
-// that makeStore returns, filled with sessions sessions: Find and Commit
-// from GOMAXPROCS goroutines at once (b.RunParallel: run with -cpu to sweep
-// it), nine finds to a commit, on tokens in turn or, with random, drawn at
+// Parallel measures Find and Commit from GOMAXPROCS goroutines at once
+// (b.RunParallel: go test's -cpu sweeps it) on a store that makeStore
+// returns, filled with sessions sessions: one operation in commitEvery is a
+// Commit, the others are Finds (commitEvery 10 is parallel-mixed-90-10; 0
+// makes them all Finds), on tokens taken in turn or, with random, drawn at
 // random, as requests from many users are. It reports allocations.
-func ParallelMixed(b *testing.B, makeStore MakeStore, sessions int, random bool) {
+func Parallel(b *testing.B, makeStore MakeStore, sessions, commitEvery int, random bool) {
 	s := makeStore(b)
 	toks := fillN(b, s, sessions)
 	order := make([]int32, len(toks))
@@ -158,7 +159,7 @@ func ParallelMixed(b *testing.B, makeStore MakeStore, sessions int, random bool)
 		i := int(goroutines.Add(1)) * 7919 // each goroutine starts elsewhere
 		for ; pb.Next(); i++ {
 			tok := toks[order[i%len(order)]]
-			if i%10 == 0 {
+			if commitEvery > 0 && i%commitEvery == 0 {
 				if err := s.Commit(tok, payload, expiry); err != nil {
 					b.Errorf("Commit: %v", err)
 					return

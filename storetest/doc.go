@@ -101,8 +101,8 @@
 //   - parallel-mixed-90-10: Find and Commit from GOMAXPROCS goroutines at
 //     once, nine finds to a commit, the sessions taken in turn.
 //   - parallel-mixed-90-10-random: the same, the sessions drawn at random.
-//     ParallelMixed runs it on a store of any size; with go test's -cpu it
-//     sweeps GOMAXPROCS.
+//     Parallel runs it, or Finds alone, on a store of any size; with go
+//     test's -cpu it sweeps GOMAXPROCS.
 //   - all-10k: All over the 10,000 sessions; skipped when the store has no All
 //     method.
 //
