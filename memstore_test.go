@@ -602,9 +602,13 @@ func TestConcurrentUse(t *testing.T) {
 	wg.Wait()
 }
 
+// fuzzTokens is how many tokens FuzzOps commits and deletes.
+const fuzzTokens = 40
+
 // FuzzOps drives random sequences of operations against a store and a plain
 // map, and checks that they agree after every step. Each operation takes
-// three bytes: what to do, which of eight tokens, and a data length. Commits
+// three bytes: what to do, which of fuzzTokens tokens, and a data length:
+// enough tokens that the index grows and shrinks several times over. Commits
 // with an expiry at or before now (the "expired" subset) must act as deletes.
 // A non-zero maxBytes caps the store: then the cap must hold, a refused
 // Commit must change nothing, and every session still held must read back
@@ -612,6 +616,15 @@ func TestConcurrentUse(t *testing.T) {
 // memstore.WithCollisions), and every session must still be found,
 // overwritten and deleted on its own.
 func FuzzOps(f *testing.F) {
+	grow := []byte{}
+	for i := range fuzzTokens { // every token committed, then deleted: the index grows, then shrinks
+		grow = append(grow, 0, byte(i), byte(i))
+	}
+	for i := range fuzzTokens {
+		grow = append(grow, 4, byte(i), 0)
+	}
+	f.Add(uint16(0), false, grow)
+	f.Add(uint16(4000), true, grow)
 	f.Add(uint16(0), false, []byte{0, 1, 5, 5, 1, 0, 4, 1, 0, 2, 1, 0})
 	f.Add(uint16(0), false, []byte{0, 0, 0, 1, 0, 3, 5, 0, 0, 6, 0, 0, 7, 0, 0})
 	f.Add(uint16(0), false, []byte{0, 2, 200, 0, 2, 1, 3, 2, 0, 4, 2, 0})
@@ -629,7 +642,7 @@ func FuzzOps(f *testing.F) {
 		model := map[string][]byte{}
 		past := []time.Time{{}, time.Now().Add(-time.Hour), time.Now().Add(-time.Nanosecond)}
 		for len(ops) >= 3 {
-			op, token, size := ops[0]%7, fmt.Sprint("tok", ops[1]%8), int(ops[2])
+			op, token, size := ops[0]%7, fmt.Sprint("tok", int(ops[1])%fuzzTokens), int(ops[2])
 			ops = ops[3:]
 			data := bytes.Repeat([]byte{byte(size)}, size)
 			switch op {
@@ -670,7 +683,7 @@ func FuzzOps(f *testing.F) {
 			for tok, want := range model {
 				mustFind(t, m, tok, want)
 			}
-			for i := range 8 {
+			for i := range fuzzTokens {
 				tok := fmt.Sprint("tok", i)
 				if _, held := model[tok]; !held {
 					mustMiss(t, m, tok)
