@@ -97,6 +97,7 @@ type serverProcess struct {
 	exited chan struct{} // closed once cmd.Wait has returned
 	log    *syncBuffer   // what it has written to stdout and stderr
 	ready  bool          // it answered: launchServer returned it
+	killed bool          // the test killed it: see kill
 }
 
 // serverStartTimeout bounds how long a server may take to answer, and
@@ -193,7 +194,7 @@ func (s *serverProcess) stop(tb testing.TB) {
 	name := s.spec.name
 	select {
 	case <-s.exited:
-		if s.ready {
+		if s.ready && !s.killed {
 			tb.Errorf("%s on %s exited with %v before the test stopped it; its log:\n%s", name, s.addr, s.cmd.ProcessState, s.log)
 		}
 		return
@@ -222,6 +223,15 @@ func (s *serverProcess) stop(tb testing.TB) {
 	if s.spec.afterStop != nil {
 		s.spec.afterStop(tb)
 	}
+}
+
+// kill kills the server at once, as a crash would, and waits until it has
+// exited, for the tests of what a client sees when its server goes down.
+// stop then has nothing to do or check.
+func (s *serverProcess) kill() {
+	s.killed = true
+	s.cmd.Process.Kill()
+	<-s.exited
 }
 
 // idleConns is how many idle connections a pool of connections to a
