@@ -64,7 +64,7 @@ func (m *MemStore) Sessions() iter.Seq[Session] {
 		}
 		m.walk(m.mu.RLocker(), func(_ uint64, s slot) {
 			if s.deadline > now {
-				token, data, _ := m.record(s.at)
+				token, data := m.chunkAt(s.at.chunk).record(s.at)
 				batch = append(batch, session{token, data, s.deadline})
 			}
 		}, func() bool {
