@@ -126,7 +126,9 @@ func newStore(opts []Option) *MemStore {
 		chunks:       []*chunk{nil}, // id 0 means unregistered
 	}
 	for _, opt := range opts {
-		opt(m)
+		if opt != nil { // a nil Option is no option, as in a list built conditionally
+			opt(m)
+		}
 	}
 	m.chunkSize = chunkSizeFor(m.maxBytes)
 	return m
