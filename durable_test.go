@@ -78,8 +78,8 @@ func dirContents(t testing.TB, dir string) map[string]string {
 	return files
 }
 
-// storeContents is dirContents without the LOCK, which any Open creates,
-// empty.
+// storeContents is dirContents without LOCK, which an Open on Windows
+// creates, empty.
 func storeContents(t testing.TB, dir string) map[string]string {
 	t.Helper()
 	files := dirContents(t, dir)
@@ -102,7 +102,7 @@ func dirNames(t testing.TB, dir string) []string {
 }
 
 // storeFiles returns the names of the files of a durable store's directory,
-// but its LOCK, which stays.
+// but LOCK, which an Open on Windows creates and leaves.
 func storeFiles(t testing.TB, dir string) []string {
 	t.Helper()
 	return slices.DeleteFunc(dirNames(t, dir), func(name string) bool { return name == "LOCK" })
