@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/metrics"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -62,7 +63,7 @@ func BenchmarkDurable(b *testing.B) {
 			fill(b, m, toks, expiry)
 			return m
 		}
-		m := openStore(b, b.TempDir())
+		m := openStore(b, storeDir(b))
 		fill(b, m, toks, expiry)
 		settle(b, m)
 		return m
@@ -117,7 +118,7 @@ func BenchmarkDurableClients(b *testing.B) {
 	const clients = 50
 	expiry := time.Now().Add(time.Hour)
 	b.Run(fmt.Sprintf("op=delete/sync=1s/clients=%d", clients), func(b *testing.B) {
-		m := openStore(b, b.TempDir())
+		m := openStore(b, storeDir(b))
 		toks := tokens(b.N) // each Delete removes a session of its own
 		fill(b, m, toks, expiry)
 		settle(b, m)
@@ -126,7 +127,7 @@ func BenchmarkDurableClients(b *testing.B) {
 		b.ReportMetric(float64(b.N)/float64(m.Stats().Syncs-syncs), "deletes/fsync")
 	})
 	b.Run(fmt.Sprintf("op=commit/sync=0/clients=%d", clients), func(b *testing.B) {
-		m := openStore(b, b.TempDir(), memstore.WithSyncInterval(0))
+		m := openStore(b, storeDir(b), memstore.WithSyncInterval(0))
 		toks := tokens(100_000)
 		syncs := m.Stats().Syncs
 		concurrently(b, clients, func(i int) error { return m.Commit(toks[i%len(toks)], payload, expiry) })
@@ -179,7 +180,7 @@ func concurrently(b *testing.B, clients int, call func(i int) error) {
 //	go test -run '^$' -bench DurableOpen -count 6 -timeout 0 . -durable-sessions 1000000
 func BenchmarkDurableOpen(b *testing.B) {
 	n := *durableSessions
-	logged := b.TempDir()
+	logged := storeDir(b)
 	m, err := memstore.Open(logged, 0)
 	if err != nil {
 		b.Fatal(err)
@@ -213,23 +214,35 @@ func BenchmarkDurableOpen(b *testing.B) {
 }
 
 // measureOpen times Open of a copy of the directory template, which holds n
-// live sessions.
+// live sessions, and measures the memory it needs beyond them:
+// extra-MB/open is the peak of the heap's objects during Open less what
+// the store holds once it returns (after a GC: its sessions and index),
+// the worst of the rounds; held-MB the latter. The heap is sampled every
+// millisecond through runtime/metrics, which stops nothing, so a peak
+// shorter than that may be missed: the figure is a floor, close for the
+// buffers an Open holds for its whole length.
 func measureOpen(b *testing.B, template string, n int) {
 	parent := b.TempDir()
+	var extra, held uint64
 	for i := range b.N {
 		b.StopTimer()
 		dir := filepath.Join(parent, fmt.Sprint(i))
 		copyDir(b, template, dir)
 		runtime.GC() // the garbage of the last round is not this Open's
+		stop := watchHeap()
 		b.StartTimer()
 		m, err := memstore.Open(dir, 0)
 		b.StopTimer()
+		peak := stop()
 		if err != nil {
 			b.Fatal(err)
 		}
 		if m.Len() != n {
 			b.Fatalf("Open restored %d sessions; want %d", m.Len(), n)
 		}
+		runtime.GC()
+		after := heapObjects()
+		extra, held = max(extra, peak-min(peak, after)), after
 		if err := m.Close(); err != nil {
 			b.Fatal(err)
 		}
@@ -237,6 +250,8 @@ func measureOpen(b *testing.B, template string, n int) {
 			b.Fatal(err)
 		}
 	}
+	b.ReportMetric(float64(extra)/1e6, "extra-MB/open")
+	b.ReportMetric(float64(held)/1e6, "held-MB")
 	b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "sessions/s")
 	var size int
 	for _, content := range dirContents(b, template) {
@@ -245,10 +260,45 @@ func measureOpen(b *testing.B, template string, n int) {
 	b.ReportMetric(float64(size)/float64(n), "disk-B/session")
 }
 
+// heapObjects returns the bytes of the heap's objects, live or not yet
+// collected.
+func heapObjects() uint64 {
+	s := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+	metrics.Read(s)
+	return s[0].Value.Uint64()
+}
+
+// watchHeap samples heapObjects every millisecond until the function it
+// returns is called, which returns the largest sample.
+func watchHeap() (stop func() uint64) {
+	done, peak := make(chan struct{}), make(chan uint64)
+	go func() {
+		most := heapObjects()
+		tick := time.NewTicker(time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-tick.C:
+				most = max(most, heapObjects())
+			case <-done:
+				peak <- max(most, heapObjects())
+				return
+			}
+		}
+	}()
+	return func() uint64 {
+		close(done)
+		return <-peak
+	}
+}
+
 // copyDir copies the files of the directory src into a new directory dst.
 func copyDir(b *testing.B, src, dst string) {
 	b.Helper()
 	if err := os.CopyFS(dst, os.DirFS(src)); err != nil {
+		b.Fatal(err)
+	}
+	if err := os.Chmod(dst, 0o700); err != nil { // CopyFS lets others in
 		b.Fatal(err)
 	}
 }

@@ -257,7 +257,7 @@ func TestCrash(t *testing.T) {
 	for name, plan := range plans {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			dir := t.TempDir()
+			dir := storeDir(t)
 			model := make([]crashTokenRound, crashTokens)
 			for i, delay := range plan.delays {
 				round := uint64(i + 1)
@@ -457,7 +457,7 @@ func midRewrite(before, after []string) string {
 // walkLogs counts the records of the logs among names, the files of dir,
 // that Open reads (those of the newest base's generation and later), and
 // those logs that end in a record cut short. It walks each log's records by
-// their lengths, as FORMAT.md lays them out: a 9-byte start, then records
+// their lengths, as FORMAT.md lays them out: a 25-byte start, then records
 // of a 12-byte header, whose first 4 bytes are the payload's length, and
 // the payload. A log that SIGKILL cut short ends before the last length
 // says it does.
@@ -475,7 +475,7 @@ func walkLogs(t *testing.T, dir string, names []string) (records int, torn uint6
 			continue
 		}
 		b := readAll(t, filepath.Join(dir, name))
-		end := 9
+		end := 25
 		for end+12 <= len(b) {
 			if end += 12 + int(binary.BigEndian.Uint32(b[end:])); end <= len(b) {
 				records++

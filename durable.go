@@ -37,84 +37,6 @@ func WithSyncInterval(d time.Duration) Option {
 	return func(m *MemStore) { m.syncInterval = max(d, 0) }
 }
 
-// Open returns a store that holds its sessions in memory, as New does, and
-// also in the directory dir, so that they survive a crash of the process or
-// the machine. dir is created, with mode 0700, if missing. Open first
-// restores what dir holds, skipping sessions that have expired meanwhile;
-// then the store records every change in an append-only log in dir. Find and
-// All read memory alone, as in New's stores.
-//
-// Commit returns once the change is in memory, and it is on disk within the
-// sync interval (see WithSyncInterval). Delete returns once the deletion is
-// on disk, so that a session a user logged out of, or that a token renewal
-// replaced, never comes back after a crash. That costs an fsync, shared by
-// the Deletes made meanwhile: milliseconds on a disk without a write cache,
-// less than the password check of a login. A Delete records its token even
-// when the store does not hold it, since the session may have been evicted
-// from memory and still be on disk.
-//
-// If the disk fails (a write or fsync fails, or it is full) the store keeps
-// serving from memory, counts the failure in Stats.DiskErrors, and Delete
-// and, with a sync interval of 0, Commit return an error wrapping
-// ErrNotDurable. Every second it tries again, by writing the sessions afresh;
-// once that succeeds the disk has caught up. Nothing already on disk is lost
-// or damaged meanwhile. A disk full, or failing, as Open starts is met the
-// same way: Open restores what dir holds and the store serves it. (Open
-// fails if it cannot create a file in dir at all: read-only, say.)
-//
-// The janitor's removals of expired sessions are not recorded: a restore
-// skips expired sessions anyway. Nor are evictions under WithMaxBytes: after
-// a crash an evicted session may come back, to be evicted again if room is
-// short.
-//
-// The log grows with every change. When it passes twice the size of the
-// live sessions plus 64 MiB, a background rewrite writes the live sessions
-// as a new base, a snapshot in the format of WriteFile, starts a new log, and
-// deletes the files before them; a restart does so too, so that Open does not
-// replay the same log again and again. Requests do not wait for a rewrite.
-// So dir holds, besides a rewrite in progress, at most a base and a log each
-// about the live sessions' size when written, the log up to twice plus
-// 64 MiB: no more than about three times the live sessions' size on disk,
-// plus 64 MiB, and a new base's worth more while a rewrite runs.
-//
-// A crash at any moment, a rewrite's included, leaves dir in a state Open
-// restores. A record cut short by a crash at the end of a log is dropped and
-// counted in Stats.TornRecords; a bad record anywhere else means damage: Open
-// then fails with an error wrapping ErrBadSnapshot that names the file and
-// the offset, and changes nothing in dir. FORMAT.md describes the files, and
-// the README how to recover from damage.
-//
-// Only one open store may hold dir at a time: a second Open of it, in this
-// process or another, fails with an error wrapping ErrLocked. The lock is an
-// advisory file lock on dir/LOCK, which the operating system releases when
-// the process ends, however it ends. Open is available on Linux, macOS, the
-// BSDs and Windows; elsewhere it returns an error.
-//
-// Close writes and syncs what is not on disk yet, waits for a rewrite in
-// progress or does one that is due, and releases dir; after Close the store keeps working in
-// memory, but records nothing (see Close). An Open that fails releases dir
-// and returns a nil store.
-func Open(dir string, cleanupInterval time.Duration, opts ...Option) (*MemStore, error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, err
-	}
-	lock, err := lockDir(dir)
-	if err != nil {
-		return nil, err
-	}
-	m := newStore(opts)
-	d, err := m.restoreDir(dir)
-	if err == nil {
-		err = d.startLog(m, lock)
-	}
-	if err != nil {
-		lock.Close()
-		return nil, err
-	}
-	m.startJanitor(cleanupInterval)
-	return m, nil
-}
-
 // retryInterval is how long the store waits, after a disk error or a failed
 // rewrite, before it tries again.
 const retryInterval = time.Second
@@ -162,6 +84,7 @@ type durableLog struct {
 	slack    int64         // rewriteSlack, smaller in tests
 	wakeAt   int           // see wakeAt
 	lock     *os.File      // holds dir's lock until the writer returns
+	id       storeID       // the directory's identity, written into every file
 
 	mu      sync.Mutex  // guards the fields below; taken after MemStore.mu when both are
 	pending changeQueue // changes not written yet
@@ -192,6 +115,8 @@ type durableLog struct {
 	syncAgain       bool             // a sync was asked for while it ran
 	spare           changeQueue      // the other room for pending, empty
 	out             []byte           // the log's bytes of the changes taken from pending
+	owned           []string         // the store's files in dir but the current log: only these are ever deleted
+	rewriteGen      uint64           // the generation of the base the rewrite in progress writes
 }
 
 // diskStats are the durable mode's figures in Stats.
@@ -200,6 +125,8 @@ type diskStats struct {
 	rewrites   uint64
 	diskErrors uint64
 	torn       uint64
+	lastErr    error     // the last disk error
+	lastErrAt  time.Time // when it happened
 }
 
 // syncBatch is one sync that callers wait for: the records appended before
@@ -303,7 +230,7 @@ func (d restoredDir) startLog(m *MemStore, lock *os.File) error {
 	if err != nil {
 		return err
 	}
-	started := writeLogStart(file, d.dir)
+	started := writeLogStart(file, d.dir, d.id)
 	for _, name := range d.stale {
 		os.Remove(filepath.Join(d.dir, name)) // left by a crash; a failure leaves them for the next Open
 	}
@@ -313,6 +240,8 @@ func (d restoredDir) startLog(m *MemStore, lock *os.File) error {
 		slack:    m.rewriteSlack,
 		wakeAt:   wakeAtUnder(m.maxBytes),
 		lock:     lock,
+		id:       d.id,
+		owned:    d.owned,
 		stats:    diskStats{torn: d.torn},
 		wake:     make(chan struct{}, 1),
 		done:     make(chan struct{}),
@@ -321,7 +250,7 @@ func (d restoredDir) startLog(m *MemStore, lock *os.File) error {
 		gen:      d.nextGen,
 		written:  int64(logStartLen),
 		older:    d.older,
-		due:      d.replayed, // fold the logs replayed into a base
+		due:      d.replayed || d.upgrade, // fold the logs replayed into a base, and files of version 1
 	}
 	m.log = l
 	if started != nil {
@@ -548,7 +477,7 @@ func (l *durableLog) fail(err error) {
 	b := l.batch
 	l.batch = nil
 	l.mu.Unlock()
-	l.countDiskError()
+	l.countDiskError(err)
 	complete(b, fmt.Errorf("%w: %w", ErrNotDurable, err))
 	l.owed, l.lostSinceSwitch = true, true
 	l.retryLater()
@@ -569,10 +498,13 @@ func (l *durableLog) rewriteDue(store weak.Pointer[MemStore]) bool {
 	return l.older+l.written > 2*m.liveSnapshotBytes()+l.slack
 }
 
-// countDiskError counts a failed write, sync or rewrite.
-func (l *durableLog) countDiskError() {
+// countDiskError counts a failed write, sync or rewrite, and keeps err for
+// Stats.
+func (l *durableLog) countDiskError(err error) {
+	now := time.Now()
 	l.mu.Lock()
 	l.stats.diskErrors++
+	l.stats.lastErr, l.stats.lastErrAt = err, now
 	l.mu.Unlock()
 }
 
@@ -644,5 +576,7 @@ func (l *durableLog) addStats(st *Stats) {
 	st.Syncs = l.stats.syncs
 	st.Rewrites = l.stats.rewrites
 	st.DiskErrors = l.stats.diskErrors
+	st.LastDiskError = l.stats.lastErr
+	st.LastDiskErrorAt = l.stats.lastErrAt
 	st.TornRecords = l.stats.torn
 }

@@ -20,15 +20,22 @@ import (
 type damage uint8
 
 const (
-	intact     damage = iota // the log as written
-	truncate                 // the log cut at an offset, as a crash leaves it
-	flip                     // one byte of the log changed
-	overwrite                // bytes of the log, from an offset, replaced
-	appendJunk               // bytes added at the end of the log
-	zeroRange                // bytes of the log, from an offset, zeroed
-	rawLog                   // no store: the input's bytes are a log, alone in the directory
-	rawBase                  // no store: the input's bytes are a base, alone in the directory
+	intact       damage = iota // the log as written
+	truncate                   // the log cut at an offset, as a crash leaves it
+	flip                       // one byte of the log changed
+	overwrite                  // bytes of the log, from an offset, replaced
+	appendJunk                 // bytes added at the end of the log
+	zeroRange                  // bytes of the log, from an offset, zeroed
+	rawLog                     // no store: the input's bytes are a log, alone in the directory
+	rawBase                    // no store: the input's bytes are a base, alone in the directory
+	rawAfterBase               // the input's bytes are a log, after a store's base: of another store unless its start is the store's
 	damages
+)
+
+// storeField is where a log's start holds the directory's identity.
+const (
+	storeFrom = 9
+	storeTo   = 25
 )
 
 // afterBase is the bit of FuzzOpen's kind that asks for the log damaged to
@@ -83,10 +90,16 @@ func FuzzOpen(f *testing.F) {
 	realLog, realBase := realFiles(f, someOps)
 	f.Add([]byte(nil), uint8(rawLog), uint16(0), realLog)
 	f.Add([]byte(nil), uint8(rawBase), uint16(0), realBase)
+	f.Add([]byte(nil), uint8(rawAfterBase), uint16(0), realLog)                                    // another store's log
+	f.Add([]byte(nil), uint8(rawAfterBase), uint16(0), append(bytes.Clone(realBase[:storeTo]), 0)) // the base's store: a log cut short
+	f.Add([]byte(nil), uint8(rawLog), uint16(0), []byte("\x89MEMSLOG\x01"))                        // a log of version 1, empty
+	f.Add([]byte(nil), uint8(rawLog), uint16(0), realLog[:storeTo-3])                              // a start cut short in its store
 	f.Fuzz(func(t *testing.T, ops []byte, kind uint8, at uint16, junk []byte) {
 		switch d := damage(kind % uint8(damages)); d {
 		case rawLog, rawBase:
 			openRaw(t, d, junk)
+		case rawAfterBase:
+			openAfterBase(t, realBase, junk)
 		default:
 			openDamaged(t, ops, d, kind&afterBase != 0, int(at), junk)
 		}
@@ -96,7 +109,7 @@ func FuzzOpen(f *testing.F) {
 // realFiles returns a log written by a store running ops, and a base that a
 // rewrite of it wrote.
 func realFiles(f *testing.F, ops []byte) (log, base []byte) {
-	dir := f.TempDir()
+	dir := storeDir(f)
 	log = runAndRewrite(f, dir, ops, map[string]string{})
 	return log, readAll(f, onlyFile(f, dir, "base.*"))
 }
@@ -125,7 +138,7 @@ func runAndRewrite(t testing.TB, dir string, ops []byte, model map[string]string
 // checks what Open makes of it. If afterBase is set, a rewrite of the first
 // half of ops comes first, so that the log damaged follows a base.
 func openDamaged(t *testing.T, ops []byte, d damage, afterBase bool, at int, junk []byte) {
-	dir := t.TempDir()
+	dir := storeDir(t)
 	model := map[string]string{}
 	if first := len(ops) / 6 * 3; afterBase && first > 0 {
 		runAndRewrite(t, dir, ops[:first], model)
@@ -174,6 +187,12 @@ func openDamaged(t *testing.T, ops []byte, d damage, afterBase bool, at int, jun
 		}
 		if got := m.Stats().TornRecords; got != torn {
 			t.Fatalf("Open of a log whole up to %d of %d bytes: Stats().TornRecords = %d; want %d", from, len(damaged), got, torn)
+		}
+	case !afterBase && from >= storeFrom && from < storeTo && len(damaged) == len(written) && bytes.Equal(damaged[storeTo:], written[storeTo:]):
+		// The store of the only file is the directory's, whatever it is:
+		// there is nothing to tell it from.
+		if m == nil || !maps.Equal(allOf(t, m), states[n]) {
+			t.Fatalf("Open of a log whose store alone is changed failed or lost changes; want it read whole")
 		}
 	case d == overwrite || d == appendJunk:
 		// The input's bytes may hold valid records, which Open rightly
@@ -235,13 +254,13 @@ func allZeros(b []byte) bool {
 }
 
 func (d damage) String() string {
-	return [...]string{"intact", "cut", "with a byte flipped", "overwritten", "with junk appended", "zeroed in part", "raw", "raw base"}[d]
+	return [...]string{"intact", "cut", "with a byte flipped", "overwritten", "with junk appended", "zeroed in part", "raw", "raw base", "raw after a base"}[d]
 }
 
 // openRaw opens a directory whose only file is a log or a base holding
 // content.
 func openRaw(t *testing.T, d damage, content []byte) {
-	dir := t.TempDir()
+	dir := storeDir(t)
 	name := "log.0000000000000001"
 	if d == rawBase {
 		name = "base.0000000000000001"
@@ -252,6 +271,27 @@ func openRaw(t *testing.T, d damage, content []byte) {
 	if m := openChecked(t, dir); m != nil {
 		mustRestoreAgain(t, m, dir, allOf(t, m))
 	}
+}
+
+// openAfterBase opens a directory holding base, the base of a store, and
+// content as the log of the generation after it: Open must fail, if the
+// log is of another store, or restore something that a Close and an Open
+// keep, as in openRaw.
+func openAfterBase(t *testing.T, base, content []byte) {
+	dir := storeDir(t)
+	for name, b := range map[string][]byte{"base.0000000000000002": base, "log.0000000000000003": content} {
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m := openChecked(t, dir)
+	if m == nil {
+		return
+	}
+	if len(content) >= storeTo && bytes.HasPrefix(content, []byte("\x89MEMSLOG\x02")) && !bytes.Equal(content[storeFrom:storeTo], base[storeFrom:storeTo]) {
+		t.Fatalf("Open took a log of store %x after a base of store %x", content[storeFrom:storeTo], base[storeFrom:storeTo])
+	}
+	mustRestoreAgain(t, m, dir, allOf(t, m))
 }
 
 // openChecked opens dir, and checks what Open must do whatever the files

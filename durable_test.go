@@ -57,6 +57,17 @@ func readAll(t testing.TB, name string) []byte {
 	return b
 }
 
+// storeDir returns a new directory for a store, which only its owner may
+// reach, as Open requires: t.TempDir's lets others in.
+func storeDir(t testing.TB) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "store")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
 // dirContents returns every file of dir and its bytes.
 func dirContents(t testing.TB, dir string) map[string]string {
 	t.Helper()
@@ -67,8 +78,8 @@ func dirContents(t testing.TB, dir string) map[string]string {
 	return files
 }
 
-// storeContents is dirContents without the LOCK, which any Open creates,
-// empty.
+// storeContents is dirContents without LOCK, which an Open on Windows
+// creates, empty.
 func storeContents(t testing.TB, dir string) map[string]string {
 	t.Helper()
 	files := dirContents(t, dir)
@@ -91,7 +102,7 @@ func dirNames(t testing.TB, dir string) []string {
 }
 
 // storeFiles returns the names of the files of a durable store's directory,
-// but its LOCK, which stays.
+// but LOCK, which an Open on Windows creates and leaves.
 func storeFiles(t testing.TB, dir string) []string {
 	t.Helper()
 	return slices.DeleteFunc(dirNames(t, dir), func(name string) bool { return name == "LOCK" })
@@ -101,7 +112,7 @@ func storeFiles(t testing.TB, dir string) []string {
 // tokens t0 to t(n-1), in order, each on disk, and the sessions.
 func committedLog(t *testing.T, n int) (dir string, want map[string][]byte) {
 	t.Helper()
-	dir = t.TempDir()
+	dir = storeDir(t)
 	m := openStore(t, dir, memstore.WithSyncInterval(0))
 	want = map[string][]byte{}
 	for i := range n {
@@ -128,7 +139,7 @@ func TestOpenRestoresWhatWasCommittedAndDeleted(t *testing.T) {
 		{"sync-interval-0", []memstore.Option{memstore.WithSyncInterval(0)}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			dir := t.TempDir()
+			dir := storeDir(t)
 			m := openStore(t, dir, tc.opts...)
 			want := map[string][]byte{}
 			for i := range 300 {
@@ -157,7 +168,7 @@ func TestOpenRestoresWhatWasCommittedAndDeleted(t *testing.T) {
 }
 
 func TestOpenKeepsExpiries(t *testing.T) {
-	dir := t.TempDir()
+	dir := storeDir(t)
 	m := openStore(t, dir)
 	soon, later := time.Now().Add(shortLife), inAnHour()
 	mustCommit(t, m, "soon", []byte("a"), soon)
@@ -200,7 +211,7 @@ func TestOpenFailsOnAFile(t *testing.T) {
 }
 
 func TestOpenLeavesOtherFilesAlone(t *testing.T) {
-	dir := t.TempDir()
+	dir := storeDir(t)
 	for _, name := range []string{"notes.txt", "log.txt", "base.1", "log.00000000000000zz", "log.ffffffffffffffff"} {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(name), 0o600); err != nil {
 			t.Fatal(err)
@@ -220,7 +231,7 @@ func TestOpenLeavesOtherFilesAlone(t *testing.T) {
 }
 
 func TestStoreAfterCloseRecordsNothing(t *testing.T) {
-	dir := t.TempDir()
+	dir := storeDir(t)
 	m := openStore(t, dir)
 	mustCommit(t, m, "kept", []byte("1"), inAnHour())
 	mustCommit(t, m, "deleted-after-close", []byte("2"), inAnHour())
@@ -244,7 +255,7 @@ func TestStoreAfterCloseRecordsNothing(t *testing.T) {
 }
 
 func TestCommitUnderSyncIntervalZeroFailsAfterClose(t *testing.T) {
-	m := openStore(t, t.TempDir(), memstore.WithSyncInterval(0))
+	m := openStore(t, storeDir(t), memstore.WithSyncInterval(0))
 	mustCommit(t, m, "before", []byte("1"), inAnHour())
 	if got := m.Stats().Syncs; got == 0 {
 		t.Errorf("after a Commit under a sync interval of 0, Stats().Syncs = 0; want the Commit synced")
@@ -258,7 +269,7 @@ func TestCommitUnderSyncIntervalZeroFailsAfterClose(t *testing.T) {
 
 func TestDeleteOfAnUnknownTokenIsRecorded(t *testing.T) {
 	// The session may be on disk though not in memory: evicted under a cap.
-	dir := t.TempDir()
+	dir := storeDir(t)
 	m := openStore(t, dir)
 	mustCommit(t, m, "tok", []byte("data"), inAnHour())
 	m.Close()
@@ -272,7 +283,7 @@ func TestDeleteOfAnUnknownTokenIsRecorded(t *testing.T) {
 }
 
 func TestOpenUnderASmallerCapDropsWhatDoesNotFit(t *testing.T) {
-	dir := t.TempDir()
+	dir := storeDir(t)
 	m := openStore(t, dir)
 	mustCommit(t, m, "tok", []byte("small"), inAnHour())
 	mustCommit(t, m, "tok", bytes.Repeat([]byte("large"), 1000), inAnHour())
@@ -292,7 +303,7 @@ func TestOpenUnderASmallerCapDropsWhatDoesNotFit(t *testing.T) {
 func TestCapBoundsTheHeapOfADurableStore(t *testing.T) {
 	const maxBytes = 1 << 20
 	before := heapAfterGC()
-	m := openStore(t, t.TempDir(), memstore.WithMaxBytes(maxBytes))
+	m := openStore(t, storeDir(t), memstore.WithMaxBytes(maxBytes))
 	for i := range 18_000 { // about 3.9 MB of log
 		mustCommit(t, m, scsToken(i), make([]byte, 150), inAnHour())
 	}
@@ -310,7 +321,7 @@ func TestReadFromIntoADurableStoreIsRecorded(t *testing.T) {
 	mustCommit(t, src, "restored", []byte("data"), inAnHour())
 	snap := snapshot(t, src)
 
-	dir := t.TempDir()
+	dir := storeDir(t)
 	m := openStore(t, dir)
 	restore(t, m, snap)
 	m = reopen(t, m, dir)
@@ -318,7 +329,7 @@ func TestReadFromIntoADurableStoreIsRecorded(t *testing.T) {
 }
 
 func TestRewriteKeepsTheSessionsAndDropsOldFiles(t *testing.T) {
-	dir := t.TempDir()
+	dir := storeDir(t)
 	m := openStore(t, dir, memstore.WithSyncInterval(0), memstore.WithRewriteSlack(4<<10))
 	want := map[string][]byte{}
 	for i := 0; m.Stats().Rewrites < 3; i++ {
@@ -367,7 +378,7 @@ func TestOpenDropsATornLastRecord(t *testing.T) {
 		{"zeros-after", append(whole[:len(whole)-lastLen:len(whole)-lastLen], make([]byte, 4096)...)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			d := t.TempDir()
+			d := storeDir(t)
 			if err := os.WriteFile(filepath.Join(d, filepath.Base(log)), tc.log, 0o600); err != nil {
 				t.Fatal(err)
 			}
@@ -384,7 +395,7 @@ func TestOpenRefusesADamagedDirectoryAndChangesNothing(t *testing.T) {
 	dir, _ := committedLog(t, 3)
 	log := logs(t, dir)[0]
 	whole := readAll(t, log)
-	firstRecord := 9 // after the log's magic number and version
+	firstRecord := 25 // after the log's magic number, version and store
 	damage := func(at int, b byte) []byte {
 		d := bytes.Clone(whole)
 		d[at] ^= b
@@ -402,7 +413,7 @@ func TestOpenRefusesADamagedDirectoryAndChangesNothing(t *testing.T) {
 		{"base", "base.0000000000000001", []byte("\x89MEMSNAP\x01 not a snapshot"), -1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			d := t.TempDir()
+			d := storeDir(t)
 			if err := os.WriteFile(filepath.Join(d, tc.file), tc.content, 0o600); err != nil {
 				t.Fatal(err)
 			}
@@ -427,11 +438,16 @@ func TestOpenRefusesADamagedDirectoryAndChangesNothing(t *testing.T) {
 
 // TestLogFormatExample checks the log example at the end of FORMAT.md, byte
 // for byte: the log that a Commit and a Delete write, and what Open reads
-// from it.
+// from it. The directory's identity is the example's: its first log, empty,
+// gives it.
 func TestLogFormatExample(t *testing.T) {
-	example := []byte{
+	start := []byte{
 		0x89, 0x4D, 0x45, 0x4D, 0x53, 0x4C, 0x4F, 0x47, // magic
-		0x01,                   // version 1
+		0x02,                                           // version 2
+		0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08, // store
+		0x09, 0x0A, 0x0B, 0x0C, 0x0D, 0x0E, 0x0F, 0x10,
+	}
+	example := append(bytes.Clone(start),
 		0x00, 0x00, 0x00, 0x0F, // length: 15
 		0x16, 0x74, 0x77, 0xE3, // CRC-32C of the length
 		0x30, 0x46, 0x84, 0xDB, // CRC-32C of the payload
@@ -444,8 +460,11 @@ func TestLogFormatExample(t *testing.T) {
 		0xA0, 0xF7, 0xDD, 0xB9, // CRC-32C of the payload
 		0x02,             // delete
 		0x74, 0x6F, 0x6B, // token "tok"
+	)
+	dir := storeDir(t)
+	if err := os.WriteFile(filepath.Join(dir, "log.0000000000000001"), start, 0o600); err != nil {
+		t.Fatal(err)
 	}
-	dir := t.TempDir()
 	m := openStore(t, dir)
 	mustCommit(t, m, "tok", []byte("hi"), time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC))
 	if err := m.Delete("tok"); err != nil {
@@ -454,20 +473,20 @@ func TestLogFormatExample(t *testing.T) {
 	if err := m.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if got := dirContents(t, dir)["log.0000000000000001"]; got != string(example) {
+	if got := dirContents(t, dir)["log.0000000000000002"]; got != string(example) {
 		t.Fatalf("the log holds\n% X\nwant\n% X", got, example)
 	}
 
 	// Without the delete, the put restores the session.
-	d := t.TempDir()
-	if err := os.WriteFile(filepath.Join(d, "log.0000000000000001"), example[:36], 0o600); err != nil {
+	d := storeDir(t)
+	if err := os.WriteFile(filepath.Join(d, "log.0000000000000001"), example[:52], 0o600); err != nil {
 		t.Fatal(err)
 	}
 	mustHoldExactly(t, openStore(t, d), map[string][]byte{"tok": []byte("hi")})
 }
 
 func TestForgottenDurableStoreSyncsAndReleasesItsDirectory(t *testing.T) {
-	dir := t.TempDir()
+	dir := storeDir(t)
 	func() {
 		m, err := memstore.Open(dir, time.Hour)
 		if err != nil {
@@ -490,7 +509,7 @@ func TestForgottenDurableStoreSyncsAndReleasesItsDirectory(t *testing.T) {
 // again and again: each Open starts a new log, and the one before, which
 // holds no record, must go, so that restarts do not pile up files.
 func TestIdleRestartsLeaveOneLog(t *testing.T) {
-	dir := t.TempDir()
+	dir := storeDir(t)
 	for i := range 5 {
 		m, err := memstore.Open(dir, 0)
 		if err != nil {
@@ -510,7 +529,7 @@ func TestIdleRestartsLeaveOneLog(t *testing.T) {
 // Close, which leaves a base and a log, and the session.
 func TestCloseRightAfterOpenRewrites(t *testing.T) {
 	for i := range 20 {
-		dir := t.TempDir()
+		dir := storeDir(t)
 		m, err := memstore.Open(dir, 0)
 		if err != nil {
 			t.Fatal(err)
@@ -545,7 +564,7 @@ func TestCloseRightAfterOpenRewrites(t *testing.T) {
 }
 
 func TestFailedBasesAddNoLogs(t *testing.T) {
-	dir := t.TempDir()
+	dir := storeDir(t)
 	m := openStore(t, dir, memstore.WithSyncInterval(0), memstore.WithRewriteSlack(0))
 	// Directories by the names of the next bases: renaming a base onto one
 	// fails, as a full disk would fail writing it.
@@ -578,7 +597,7 @@ func TestFailedBasesAddNoLogs(t *testing.T) {
 }
 
 func TestOpenSkipsWhatIsNotARegularFile(t *testing.T) {
-	dir := t.TempDir()
+	dir := storeDir(t)
 	if err := os.Mkdir(filepath.Join(dir, "log.0000000000000001"), 0o700); err != nil {
 		t.Fatal(err)
 	}
@@ -595,7 +614,7 @@ func TestReadFromUnderSyncIntervalZeroReportsWhatIsNotOnDisk(t *testing.T) {
 	}
 	snap := snapshot(t, src)
 
-	dir := t.TempDir()
+	dir := storeDir(t)
 	m := openStore(t, dir, memstore.WithSyncInterval(0))
 	restore(t, m, snap)
 	syncs := m.Stats().Syncs
@@ -608,7 +627,7 @@ func TestReadFromUnderSyncIntervalZeroReportsWhatIsNotOnDisk(t *testing.T) {
 	}
 
 	m.Close()
-	closed := openStore(t, t.TempDir(), memstore.WithSyncInterval(0))
+	closed := openStore(t, storeDir(t), memstore.WithSyncInterval(0))
 	closed.Close()
 	if _, err := closed.ReadFrom(bytes.NewReader(snap)); !errors.Is(err, memstore.ErrNotDurable) {
 		t.Errorf("ReadFrom into a closed store from Open, interval 0 = %v; want an error wrapping ErrNotDurable", err)

@@ -8,26 +8,52 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"syscall"
 )
 
-// lockDir takes the advisory lock on dir: an flock on dir/LOCK, which the
-// kernel releases when the returned file is closed or the process ends. An
-// flock belongs to the open file, not the process, so a second Open in the
-// same process is refused too.
+// noFollow makes opening a file fail, rather than follow it, when it is a
+// symbolic link.
+const noFollow = syscall.O_NOFOLLOW
+
+// lockDir takes the advisory lock on dir: an flock on dir itself, which the
+// kernel releases when the returned file is closed or the process ends.
+// Locking the directory, not a file in it, means that no file removed or
+// replaced in dir can take the lock away, and no link can point it
+// elsewhere. An flock belongs to the open file, not the process, so a
+// second Open in the same process is refused too. lockDir refuses a
+// directory that users other than its owner may reach.
 func lockDir(dir string) (*os.File, error) {
-	name := filepath.Join(dir, lockName)
-	f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE, 0o600)
+	f, err := os.Open(dir)
 	if err != nil {
+		return nil, err
+	}
+	if err := checkDir(f, dir); err != nil {
+		f.Close()
 		return nil, err
 	}
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		f.Close()
 		if errors.Is(err, syscall.EWOULDBLOCK) {
-			return nil, fmt.Errorf("%w: %s is locked", ErrLocked, name)
+			return nil, fmt.Errorf("%w: %s is locked", ErrLocked, dir)
 		}
-		return nil, fmt.Errorf("memstore: locking %s: %w", name, err)
+		return nil, fmt.Errorf("memstore: locking %s: %w", dir, err)
 	}
 	return f, nil
+}
+
+// checkDir refuses f, the directory dir, if it is not a directory, or if
+// its mode lets users other than its owner read, write or enter it.
+func checkDir(f *os.File, dir string) error {
+	info, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if !info.IsDir() {
+		return fmt.Errorf("memstore: %s is not a directory", dir)
+	}
+	if perm := info.Mode().Perm(); perm&0o077 != 0 {
+		return fmt.Errorf("%w: %s has mode %04o, which lets users other than its owner reach it; the sessions in it are credentials: run chmod 0700 %s",
+			ErrDirPermissions, dir, uint32(perm), dir)
+	}
+	return nil
 }

@@ -10,6 +10,9 @@ import (
 	"runtime"
 )
 
+// noFollow is 0: Open is not available here.
+const noFollow = 0
+
 // lockDir fails: this package takes no advisory file lock on this system,
 // and a durable store without one could be opened twice and corrupted.
 func lockDir(dir string) (*os.File, error) {

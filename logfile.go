@@ -20,25 +20,29 @@ import (
 //
 //	base.GGGGGGGGGGGGGGGG  the sessions as of generation G's start (absent for the first)
 //	log.GGGGGGGGGGGGGGGG   the changes made during generation G
-//	LOCK                   held locked while a store has the directory open
 //
 // A log is its start, then records:
 //
-//	start:  logMagic (8 bytes) | logVersion (1 byte)
+//	start:  logMagic (8 bytes) | logVersion (1 byte) | store (16 bytes)
 //	record: payload length (uint32) | CRC-32C of those 4 bytes | CRC-32C of the payload | payload
 //	put:    opPut | token length (uvarint) | token | expiry (int64 Unix ns) | data
 //	delete: opDelete | token
 //
 // The length has a checksum of its own so that a corrupt length is told
-// from a record cut short by a crash.
+// from a record cut short by a crash. Version 1's start has no store.
 const (
 	logMagic        = "\x89MEMSLOG"
-	logVersion      = 1
-	logStartLen     = len(logMagic) + 1
+	logVersion      = 2 // the version written; versions from 1 are read
+	logStartLen     = len(logMagic) + 1 + len(storeID{})
 	recordHeaderLen = 12
 	opPut           = 1
 	opDelete        = 2
 )
+
+// maxPayload is the largest payload the store writes: a put's op byte,
+// expiry and record (see checkSize), or a delete's op byte and token (see
+// deleteLocked). A longer length is damage, and is never allocated.
+const maxPayload = 1 + 8 + maxSession
 
 // fileKind is what a file of the directory holds.
 type fileKind string
@@ -48,12 +52,22 @@ const (
 	logFile  fileKind = "log"
 )
 
-// lockName is the file in the directory whose lock an open store holds.
-const lockName = "LOCK"
-
 // genDigits is how many hex digits name a generation, so that names sort
 // as the generations do.
 const genDigits = 16
+
+// maxGen is the highest generation the store names a file with: a name of
+// a higher one is not the store's, and is left alone. It would take 2^63
+// rewrites to get there.
+const maxGen = math.MaxInt64
+
+// genHeadroom is how many generations Open requires to be left above an
+// entry by the name of a store's file that is not a regular file (a
+// directory, a link: nothing the store wrote, whose generation the store
+// names past): one closer to maxGen is refused at the first Open, so that
+// the store never runs out of names for its next files, nor wraps around,
+// in any lifetime. A regular file is the store's, or refused as another's.
+const genHeadroom = 1 << 32
 
 // fileName returns the name of the kind of file of generation gen.
 func fileName(kind fileKind, gen uint64) string {
@@ -68,14 +82,12 @@ func parseFileName(name string) (fileKind, uint64, bool) {
 		return "", 0, false
 	}
 	gen, err := strconv.ParseUint(hex, 16, 64)
-	// The last generation has no next: a file claiming it is not the
-	// store's (it would take 2^64 rewrites to get there).
-	return fileKind(kind), gen, err == nil && gen < math.MaxUint64
+	return fileKind(kind), gen, err == nil && gen <= maxGen
 }
 
-// appendLogStart appends the start of a log to b.
-func appendLogStart(b []byte) []byte {
-	return append(append(b, logMagic...), logVersion)
+// appendLogStart appends the start of a log of store to b.
+func appendLogStart(b []byte, store storeID) []byte {
+	return append(append(append(b, logMagic...), logVersion), store[:]...)
 }
 
 // appendPut appends the record of a Commit to b.
@@ -121,70 +133,71 @@ type change struct {
 	data   []byte // puts only
 }
 
-// readLog reads the log in the named file and calls apply for each of its
-// records, in order. A log cut short by a crash ends in a torn record: a
-// record that runs past the end of the file, or whose checksums fail where
-// nothing but zeros follows what of it can be trusted (a file system may
-// extend a file before the data in it reaches the disk), or a start cut
-// short so. readLog drops it and reports torn. Any other bad record, or a
-// bad start, means the file is damaged: readLog returns an error wrapping
-// ErrBadSnapshot that names the file and the record's offset, having called
-// apply for the records before it.
+// logHeader is what the start of a log says.
+type logHeader struct {
+	version byte
+	store   storeID // version 2 on
+}
+
+// readLog reads the log in f, a regular file of size bytes, and calls apply
+// for each of its records, in order, once check has accepted its start. A
+// log cut short by a crash ends in a torn record: a record that runs past
+// the end of the file, or whose checksums fail where nothing but zeros
+// follows what of it can be trusted (a file system may extend a file before
+// the data in it reaches the disk). readLog drops it and reports torn. A
+// file that is a prefix of a start, then zeros, is an empty log cut short
+// as it was created: readLog reports it as torn if it holds any byte, and
+// leaves its start to the caller to judge (see cutShortStart). Any other
+// bad record, or a bad start, means the file is damaged: readLog returns an
+// error wrapping ErrBadSnapshot that gives the record's offset, having
+// called apply for the records before it.
 //
-// readLog reads no more than the file's size when opened: a longer file
-// ends, for it, there.
-func readLog(name string, apply func(change)) (torn bool, err error) {
-	b, err := readWhole(name)
-	if err != nil {
+// readLog reads the file in a stream, holding at most one record at a time
+// (and a 64 KiB buffer), and reads no more than size bytes: a longer file
+// ends, for it, there. A length that the bytes left cannot hold is a torn
+// record, never an allocation; the zeros that make a record torn are read
+// in a fixed buffer, skipping a sparse file's holes where the system tells
+// where they are.
+func readLog(f *os.File, size int64, check func(logHeader) error, apply func(change)) (torn bool, err error) {
+	s := newStream(io.NewSectionReader(f, 0, size), size) // ReadAt: zerosFrom may move f's offset
+	s.fill(logStartLen)                                   // fewer at the end of a short file
+	if n := cutShortStart(s.buf[s.pos:s.end]); n >= 0 {
+		if zeros, err := zerosFrom(f, int64(n), size); err != nil || zeros {
+			return size > 0, err
+		}
+	}
+	var h logHeader
+	start := s.buf[s.pos:s.end]
+	if len(start) <= len(logMagic) || string(start[:len(logMagic)]) != logMagic {
+		return false, fmt.Errorf("%w: not a memstore log (starts %q)", ErrBadSnapshot, start[:min(len(start), len(logMagic))])
+	}
+	switch h.version = start[len(logMagic)]; h.version {
+	case 1:
+		s.take(len(logMagic) + 1)
+	case logVersion:
+		b, ok := s.take(logStartLen)
+		if !ok {
+			return false, fmt.Errorf("%w: log start cut short, followed by other bytes than zeros", ErrBadSnapshot)
+		}
+		h.store = storeID(b[len(logMagic)+1:])
+	default:
+		return false, fmt.Errorf("%w: unknown log version %d (this package reads versions 1 to %d)", ErrBadSnapshot, h.version, logVersion)
+	}
+	if err := check(h); err != nil {
 		return false, err
 	}
-	torn, err = decodeLog(b, apply)
-	if err != nil {
-		return false, fmt.Errorf("%s: %w", name, err)
-	}
-	return torn, nil
-}
-
-// readWhole returns the bytes of the named file, reading no more than its
-// size when opened.
-func readWhole(name string) ([]byte, error) {
-	f, err := os.Open(name)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	info, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	b := make([]byte, info.Size())
-	n, err := io.ReadFull(f, b)
-	if err == io.ErrUnexpectedEOF {
-		err = nil // the file shrank since: what was read is the file
-	}
-	return b[:n], err
-}
-
-// decodeLog is readLog for a log held whole in b.
-func decodeLog(b []byte, apply func(change)) (torn bool, err error) {
-	if written := bytes.TrimRight(b, "\x00"); len(written) < logStartLen && bytes.HasPrefix(appendLogStart(nil), written) {
-		// A crash just after the file was created: a prefix of the start,
-		// and maybe the zeros of a file extended before its data was
-		// written. The start holds no zero byte.
-		return len(b) > 0, nil
-	}
-	if len(b) < logStartLen || string(b[:len(logMagic)]) != logMagic {
-		return false, fmt.Errorf("%w: not a memstore log (starts %q)", ErrBadSnapshot, b[:min(len(b), len(logMagic))])
-	}
-	if v := b[len(logMagic)]; v != logVersion {
-		return false, fmt.Errorf("%w: unknown log version %d (this package reads version %d)", ErrBadSnapshot, v, logVersion)
-	}
-	for off := logStartLen; off < len(b); {
-		rest := b[off:]
-		payload, trusted, bad := nextRecord(rest)
+	for s.fill(1) {
+		off := s.read - int64(s.avail())
+		payload, trusted, bad := nextRecord(s)
 		if bad != "" {
-			if bad == badRunsPastEnd || isZeros(rest[trusted:]) {
+			switch bad {
+			case badRunsPastEnd:
 				return true, nil
+			case badTooLong: // a crash cannot write a length whose checksum passes
+				return false, fmt.Errorf("%w: %s in the record at offset %d", ErrBadSnapshot, bad, off)
+			}
+			if zeros, err := zerosFrom(f, off+int64(trusted), size); err != nil || zeros {
+				return zeros, err
 			}
 			return false, fmt.Errorf("%w: %s in the record at offset %d", ErrBadSnapshot, bad, off)
 		}
@@ -193,9 +206,29 @@ func decodeLog(b []byte, apply func(change)) (torn bool, err error) {
 			return false, fmt.Errorf("%w: malformed record at offset %d", ErrBadSnapshot, off)
 		}
 		apply(c)
-		off += recordHeaderLen + len(payload)
+		s.take(recordHeaderLen + len(payload))
+	}
+	if s.err != io.EOF {
+		return false, s.err
 	}
 	return false, nil
+}
+
+// cutShortStart returns how many of the bytes b, the first of a file, are a
+// log's start cut short, if they are one followed by nothing but zeros in
+// b, and -1 if not. A start holds no zero byte (see newStoreID), so its
+// end is found by trimming the zeros.
+func cutShortStart(b []byte) int {
+	w := bytes.TrimRight(b, "\x00")
+	switch {
+	case len(w) <= len(logMagic):
+		if string(w) != logMagic[:len(w)] {
+			return -1
+		}
+	case len(w) >= logStartLen || string(w[:len(logMagic)]) != logMagic || w[len(logMagic)] != logVersion:
+		return -1 // a start of version 1 is 9 bytes: whole, or a prefix of the magic
+	}
+	return len(w)
 }
 
 // Why a record is bad.
@@ -203,31 +236,42 @@ const (
 	badRunsPastEnd = "record runs past the end of the file"
 	badLength      = "length checksum mismatch"
 	badPayload     = "payload checksum mismatch"
+	badTooLong     = "length larger than any record the store writes"
 )
 
-// nextRecord returns the payload of the record that starts b, or why it is
-// bad and how many of its bytes can be trusted not to be another record's:
-// its length and the length's checksum, if that fails, and else the whole
-// record, as long as the length says. A record whose length passes its
-// checksum but runs past the end of b was cut short.
-func nextRecord(b []byte) (payload []byte, trusted int, bad string) {
+// nextRecord returns the payload of the record at the start of what s has
+// not consumed, without consuming it, or why it is bad and how many of its
+// bytes can be trusted not to be another record's: its length and the
+// length's checksum, if that fails, and else the whole record, as long as
+// the length says. A record whose length passes its checksum but runs past
+// the end of the input was cut short. The payload is valid until s reads
+// again.
+func nextRecord(s *stream) (payload []byte, trusted int, bad string) {
 	const lengthLen = 8 // the length and its checksum
-	if len(b) < recordHeaderLen {
-		return nil, len(b), badRunsPastEnd
+	h, ok := s.peek(recordHeaderLen)
+	if !ok {
+		return nil, s.avail(), badRunsPastEnd
 	}
-	size := binary.BigEndian.Uint32(b[0:])
-	if crc32.Checksum(b[0:4], castagnoli) != binary.BigEndian.Uint32(b[4:]) {
+	size := binary.BigEndian.Uint32(h[0:])
+	if crc32.Checksum(h[0:4], castagnoli) != binary.BigEndian.Uint32(h[4:]) {
 		return nil, lengthLen, badLength
 	}
-	end := recordHeaderLen + int64(size)
-	if end > int64(len(b)) {
-		return nil, len(b), badRunsPastEnd
+	if !s.fits(recordHeaderLen + uint64(size)) {
+		return nil, s.avail(), badRunsPastEnd
+	}
+	if size > maxPayload {
+		return nil, lengthLen, badTooLong
+	}
+	end := recordHeaderLen + int(size)
+	b, ok := s.peek(end)
+	if !ok {
+		return nil, s.avail(), badRunsPastEnd // the file shrank since it was opened
 	}
 	payload = b[recordHeaderLen:end]
 	if crc32.Checksum(payload, castagnoli) != binary.BigEndian.Uint32(b[8:]) {
-		return nil, int(end), badPayload
+		return nil, end, badPayload
 	}
-	return payload, int(end), ""
+	return payload, end, ""
 }
 
 // parseChange decodes a record's payload, whose checksum has passed.
@@ -253,4 +297,36 @@ func parseChange(p []byte) (change, bool) {
 // isZeros reports whether b holds nothing but zeros.
 func isZeros(b []byte) bool {
 	return len(bytes.TrimRight(b, "\x00")) == 0
+}
+
+// zerosFrom reports whether the bytes of f from off up to size are all
+// zeros, reading them in a fixed buffer and skipping the holes of a sparse
+// file where the system tells where they are (see nextData): a log
+// extended by a terabyte of holes, as a mistyped truncate leaves it, is
+// checked at once. Bytes past size, or missing since f was opened, do not
+// count.
+func zerosFrom(f *os.File, off, size int64) (bool, error) {
+	var buf []byte
+	for off < size {
+		if data, ok := nextData(f, off); ok {
+			if off = data; off >= size {
+				return true, nil
+			}
+		}
+		if buf == nil {
+			buf = make([]byte, readSize)
+		}
+		n, err := f.ReadAt(buf[:min(int64(len(buf)), size-off)], off)
+		if !isZeros(buf[:n]) {
+			return false, nil
+		}
+		off += int64(n)
+		switch {
+		case err == io.EOF:
+			return true, nil
+		case err != nil:
+			return false, err
+		}
+	}
+	return true, nil
 }

@@ -111,7 +111,9 @@ func newStore(opts []Option) *MemStore {
 	m.table.Store(emptyTable)
 	m.dir.Store(&chunkDir{})
 	for _, opt := range opts {
-		opt(m)
+		if opt != nil { // a nil Option is no option, as in a list built conditionally
+			opt(m)
+		}
 	}
 	m.chunkSize = chunkSizeFor(m.maxBytes)
 	return m

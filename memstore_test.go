@@ -692,3 +692,12 @@ func FuzzOps(f *testing.F) {
 		}
 	})
 }
+
+func TestNewIgnoresANilOption(t *testing.T) {
+	m := memstore.New(0, nil, memstore.WithMaxBytes(1<<20), nil)
+	defer m.Close()
+	mustCommit(t, m, "tok", []byte("data"), inAnHour())
+	if got := m.Stats().MaxBytes; got != 1<<20 {
+		t.Errorf("Stats().MaxBytes = %d; want the option after the nil one applied, 1 MiB", got)
+	}
+}

@@ -5,11 +5,10 @@ package memstore
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
-	"time"
 )
 
 // A durable store's directory holds generations (see logfile.go). Open
@@ -24,112 +23,15 @@ import (
 // and the logs since, all replayed; a crash after it leaves base G+1, and
 // the older files are deleted by the next Open.
 
-// restoredDir is what Open found in a directory.
-type restoredDir struct {
-	dir      string
-	baseGen  uint64   // the generation of the base restored; 0 for none
-	nextGen  uint64   // the generation of the log to start: after every file found
-	older    int64    // the bytes of the logs replayed
-	replayed bool     // the logs held records
-	torn     uint64   // torn last records dropped
-	stale    []string // files a crash left, older generations and temporary files, and logs holding no record
-}
-
-// restoreDir restores into m, which records nothing yet, the sessions that
-// dir holds. On an error m is to be dropped and dir is unchanged.
-func (m *MemStore) restoreDir(dir string) (restoredDir, error) {
-	d := restoredDir{dir: dir}
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return d, err
-	}
-	var logs []uint64
-	for _, e := range entries {
-		name := e.Name()
-		if strings.HasPrefix(name, string(baseFile)+".") && strings.HasSuffix(name, ".tmp") {
-			d.stale = append(d.stale, name) // a rewrite that a crash cut short
-			continue
-		}
-		kind, gen, ok := parseFileName(name)
-		if !ok {
-			continue // not the store's: left alone
-		}
-		d.nextGen = max(d.nextGen, gen+1)
-		if !e.Type().IsRegular() {
-			continue // a directory or a FIFO by a store file's name: left alone, never read
-		}
-		if kind == logFile {
-			logs = append(logs, gen)
-		} else if gen > d.baseGen {
-			if d.baseGen > 0 {
-				d.stale = append(d.stale, fileName(baseFile, d.baseGen))
-			}
-			d.baseGen = gen
-		} else {
-			d.stale = append(d.stale, name)
-		}
-	}
-	d.nextGen = max(d.nextGen, 1)
-	if d.baseGen > 0 {
-		if err := m.ReadFile(filepath.Join(dir, fileName(baseFile, d.baseGen))); err != nil {
-			return d, err
-		}
-	}
-	slices.Sort(logs)
-	for _, gen := range logs {
-		name := fileName(logFile, gen)
-		if gen < d.baseGen {
-			d.stale = append(d.stale, name)
-			continue
-		}
-		if err := d.replay(m, filepath.Join(dir, name)); err != nil {
-			return d, err
-		}
-	}
-	return d, nil
-}
-
-// replay applies the log in the named file to m. A log that holds no
-// record is stale: a store that was opened and closed, or killed, before
-// it recorded anything left it, and every such restart would leave one
-// more.
-func (d *restoredDir) replay(m *MemStore, name string) error {
-	records := false
-	torn, err := readLog(name, func(c change) {
-		d.replayed, records = true, true
-		token := string(c.token)
-		if !c.put || errors.Is(m.Commit(token, c.data, time.Unix(0, c.expiry)), ErrTooLarge) {
-			m.Delete(token) // a session too large for the cap replaced the older one
-		}
-	})
-	if err != nil {
-		return err
-	}
-	// A crash of the process leaves the log's last records in the page
-	// cache, not on disk: they are about to be served, and a new log to
-	// follow them, so they must not be lost to a power cut after.
-	if err := syncOpened(name, os.O_WRONLY); err != nil { // Windows syncs only a file open for writing
-		return err
-	}
-	if torn {
-		d.torn++
-	}
-	if !records {
-		d.stale = append(d.stale, filepath.Base(name))
-	} else if info, err := os.Stat(name); err == nil {
-		d.older += info.Size()
-	}
-	return nil
-}
-
-// createLog creates the log of generation gen in dir, with its start,
-// synced, its directory entry too. On an error it leaves nothing behind.
-func createLog(dir string, gen uint64) (*os.File, error) {
+// createLog creates the log of generation gen in dir, with its start for
+// store id, synced, its directory entry too. On an error it leaves nothing
+// behind.
+func createLog(dir string, gen uint64, id storeID) (*os.File, error) {
 	f, err := newLogFile(dir, gen)
 	if err != nil {
 		return nil, err
 	}
-	if err := writeLogStart(f, dir); err != nil {
+	if err := writeLogStart(f, dir, id); err != nil {
 		f.Close()
 		os.Remove(f.Name())
 		return nil, err
@@ -138,15 +40,19 @@ func createLog(dir string, gen uint64) (*os.File, error) {
 }
 
 // newLogFile creates the file of the log of generation gen in dir, empty.
+// O_EXCL fails on any entry by its name, a link included.
 func newLogFile(dir string, gen uint64) (*os.File, error) {
+	if gen > maxGen {
+		return nil, fmt.Errorf("memstore: %s: no generation left after %x", dir, uint64(maxGen))
+	}
 	name := filepath.Join(dir, fileName(logFile, gen))
-	return os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL|os.O_APPEND, 0o600)
+	return os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL|os.O_APPEND|noFollow, 0o600)
 }
 
-// writeLogStart writes the start of a log to f, a new file in dir, and
-// syncs it and its directory entry.
-func writeLogStart(f *os.File, dir string) error {
-	_, err := f.Write(appendLogStart(nil))
+// writeLogStart writes the start of a log of store id to f, a new file in
+// dir, and syncs it and its directory entry.
+func writeLogStart(f *os.File, dir string, id storeID) error {
+	_, err := f.Write(appendLogStart(nil, id))
 	if err == nil {
 		err = f.Sync()
 	}
@@ -166,13 +72,15 @@ func writeLogStart(f *os.File, dir string) error {
 func (l *durableLog) startRewrite(m *MemStore) error {
 	if !l.baseMissing || l.lostSinceSwitch {
 		if err := l.switchLog(); err != nil {
-			l.countDiskError()
+			err = fmt.Errorf("memstore: rewriting %s: %w", l.dir, err)
+			l.countDiskError(err)
 			l.retryLater()
-			return fmt.Errorf("memstore: rewriting %s: %w", l.dir, err)
+			return err
 		}
 	}
 	l.baseMissing, l.due = false, false
 	gen := l.gen
+	l.rewriteGen = gen
 	done := make(chan error, 1)
 	l.rewritten = done
 	go func() { done <- m.writeBase(l.dir, gen) }()
@@ -184,10 +92,11 @@ func (l *durableLog) startRewrite(m *MemStore) error {
 // from then on go to it. The failure that lost records, if any, ends there.
 func (l *durableLog) switchLog() error {
 	next := l.gen + 1
-	file, err := createLog(l.dir, next)
+	file, err := createLog(l.dir, next, l.id)
 	if err != nil {
 		return err
 	}
+	l.owned = append(l.owned, fileName(logFile, l.gen))
 	cs, b, failed := l.takePending()
 	l.writeOut(cs, b, failed, true)
 	l.awaitBackgroundSync() // after a failure, one may still run; its error fails the log, which the base catches up with
@@ -202,15 +111,27 @@ func (l *durableLog) switchLog() error {
 }
 
 // rewriteDone takes the result of the base written in the background, and
-// returns err. A failed one is tried again after retryInterval.
+// returns err. A failed one is tried again after retryInterval. Once a base
+// is written, the files of the generations before it are deleted: those the
+// store knows it wrote, or restored, and no other.
 func (l *durableLog) rewriteDone(err error) error {
 	l.rewritten = nil
 	if err != nil {
-		l.countDiskError()
+		err = fmt.Errorf("memstore: rewriting %s: %w", l.dir, err)
+		l.countDiskError(err)
 		l.baseMissing = true
 		l.retryLater()
-		return fmt.Errorf("memstore: rewriting %s: %w", l.dir, err)
+		return err
 	}
+	l.owned = slices.DeleteFunc(l.owned, func(name string) bool {
+		_, gen, _ := parseFileName(name)
+		if gen >= l.rewriteGen {
+			return false
+		}
+		err := os.Remove(filepath.Join(l.dir, name))
+		return err == nil || errors.Is(err, fs.ErrNotExist) // else the next rewrite tries again
+	})
+	l.owned = append(l.owned, fileName(baseFile, l.rewriteGen))
 	l.mu.Lock()
 	l.stats.rewrites++
 	l.mu.Unlock()
@@ -219,22 +140,9 @@ func (l *durableLog) rewriteDone(err error) error {
 	return nil
 }
 
-// writeBase writes the sessions as the base of generation gen in dir, and
-// then deletes the files of the generations before.
+// writeBase writes the sessions as the base of generation gen in dir.
 func (m *MemStore) writeBase(dir string, gen uint64) error {
-	if err := m.WriteFile(filepath.Join(dir, fileName(baseFile, gen))); err != nil {
-		return err
-	}
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return nil // the base is written; the next rewrite or Open deletes them
-	}
-	for _, e := range entries {
-		if _, g, ok := parseFileName(e.Name()); ok && g < gen {
-			os.Remove(filepath.Join(dir, e.Name()))
-		}
-	}
-	return nil
+	return m.WriteFile(filepath.Join(dir, fileName(baseFile, gen)))
 }
 
 // liveSnapshotBytes estimates the size of a snapshot of the sessions held:

@@ -21,17 +21,34 @@ import (
 
 // The snapshot format, documented byte by byte in FORMAT.md:
 //
-//	header:  magic (8 bytes) | version (1 byte) | entry count (uint64)
+//	header:  magic (8 bytes) | version (1 byte) | store (16 bytes) | entry count (uint64)
 //	entry:   token length (uvarint) | token | expiry (int64 Unix ns) | data length (uvarint) | data
 //	trailer: CRC-32C of every byte before it (uint32)
 //
-// Fixed-width integers are big-endian.
+// Fixed-width integers are big-endian. Version 1 has no store field.
 const (
 	magic           = "\x89MEMSNAP" // the high first byte marks the file as binary, not text
-	version         = 1             // bumped by any change to the format; a reader accepts only its own
+	version         = 2             // the version written: bumped by any change to the format
+	firstVersion    = 1             // the oldest version read: a reader reads every version up to its own
 	checksumLen     = 4
-	writeBufferSize = 64 << 10 // one write to w per 64 KiB, however small the sessions
+	minEntryLen     = 1 + 8 + 1 // the shortest entry: empty token and data
+	writeBufferSize = 64 << 10  // one write to w per 64 KiB, however small the sessions
 )
+
+// storeID is the identity of a durable store's directory, fixed when the
+// directory is first used and written into each of its files, so that Open
+// tells its own files from another store's. A store from New has none: the
+// zero storeID. Generated identities have no zero byte (see newStoreID).
+type storeID [16]byte
+
+// storeID returns the identity WriteTo writes: the directory's, in a store
+// from Open.
+func (m *MemStore) storeID() storeID {
+	if m.log == nil {
+		return storeID{}
+	}
+	return m.log.id
+}
 
 // castagnoli is the CRC-32C table: hardware-accelerated on amd64 and arm64,
 // and better at catching errors than the IEEE polynomial.
@@ -69,7 +86,7 @@ func (m *MemStore) WriteTo(w io.Writer) (int64, error) {
 	checksum := crc32.New(castagnoli)
 	out := io.MultiWriter(buffered, checksum) // everything but the checksum itself
 
-	rec := appendHeader(make([]byte, 0, 256), uint64(len(sessions)))
+	rec := appendHeader(make([]byte, 0, 256), m.storeID(), uint64(len(sessions)))
 	if _, err := out.Write(rec); err != nil {
 		return counted.n, fmt.Errorf("memstore: writing snapshot: %w", err)
 	}
@@ -90,8 +107,11 @@ func (m *MemStore) WriteTo(w io.Writer) (int64, error) {
 // ReadFrom reads a snapshot written by WriteTo from r, up to EOF, and adds
 // its sessions to the store. It returns the number of bytes read and
 // implements io.ReaderFrom. It does not retain r: the store keeps copies.
-// An input whose first 9 bytes are not a snapshot's magic number and version
-// is rejected as soon as they are read, without reading on.
+// An input whose first 9 bytes are not a snapshot's magic number and a
+// version this package reads is rejected as soon as they are read, without
+// reading on; any other input is read no further than the first byte that
+// shows it is not a snapshot. ReadFrom reads the snapshots of every earlier
+// version too, and whichever store wrote them.
 //
 // It is all or nothing. ReadFrom reads and checks the whole snapshot, its
 // checksum included, before it adds anything: if r fails, or what it holds is
@@ -108,39 +128,48 @@ func (m *MemStore) WriteTo(w io.Writer) (int64, error) {
 // WithMaxBytes, restored sessions take room like committed ones, evicting
 // others if need be, and a session larger than the whole cap is skipped.
 //
-// ReadFrom holds the whole snapshot in memory while it restores it. No length
-// read from the input makes it allocate more than the input actually holds.
+// ReadFrom reads r in a stream, a piece at a time: no length read from the
+// input makes it allocate more than the bytes that have actually arrived.
+// Until the checksum is checked it holds the sessions to restore in the
+// store's memory, unpublished and outside Stats.Bytes and the cap, plus
+// about 100 bytes per session to publish them; those of a failed read are
+// freed.
 //
 // ReadFrom adds the sessions in short batches, so requests can run while it
-// restores a large snapshot; a session committed meanwhile keeps its newer
-// data, but one deleted meanwhile may come back from the snapshot: restore
-// before serving requests. ReadFrom works after Close.
+// restores a large snapshot. A token the store held when ReadFrom began, or
+// that is committed meanwhile, keeps the store's session, or stays gone if
+// that session is deleted, evicted or removed as expired meanwhile: the
+// snapshot's copy never takes its place. ReadFrom works after Close.
 //
 // In a store from Open, the sessions restored are recorded as Commits are:
 // under a sync interval of 0, ReadFrom returns once they are on disk, or an
 // error wrapping ErrNotDurable, the sessions restored in memory all the
 // same.
 func (m *MemStore) ReadFrom(r io.Reader) (int64, error) {
-	return m.readFrom(r, 0)
+	return m.readFrom(r, -1)
 }
 
-// readFrom is ReadFrom, with room for sizeHint bytes made at once.
-func (m *MemStore) readFrom(r io.Reader, sizeHint int64) (int64, error) {
-	var snap bytes.Buffer
-	snap.Grow(int(max(sizeHint, int64(startLen))))
-	n, err := io.CopyN(&snap, r, int64(startLen))
-	if err == nil || err == io.EOF {
-		if bad := checkStart(snap.Bytes()); bad != nil {
-			return n, bad
-		}
-		var more int64
-		more, err = snap.ReadFrom(r) // grows with the bytes that arrive, whatever the input claims
-		n += more
+// readFrom is ReadFrom of an input of size bytes, or -1 if not known.
+//
+// All or nothing over a stream read once: the checksum comes last, so every
+// session is copied into the store's chunks as it is decoded (the stream's
+// buffer is reused) and published only once the checksum has passed, or
+// given up on an error. Reading twice would need an input that can be read
+// again, and that does not change meanwhile; holding the input whole would
+// cost its size again. What is held meanwhile is what the store would hold
+// anyway, and a list of where each session lies.
+func (m *MemStore) readFrom(r io.Reader, size int64) (int64, error) {
+	m.startRestore()
+	defer m.endRestore()
+	d := m.snapReader(r, size)
+	mg := merger{m: m, taken: make(map[string]struct{}), stage: true}
+	if err := decode(d, mg.add); err != nil {
+		mg.discard()
+		return d.s.read, err
 	}
-	if err != nil && err != io.EOF {
-		return n, fmt.Errorf("memstore: reading snapshot: %w", err)
-	}
-	return n, m.restore(snap.Bytes())
+	m.reserveIndex(len(mg.batch)) // checked: the sessions are all there
+	mg.flush()
+	return d.s.read, mg.syncErr
 }
 
 // WriteFile saves a snapshot of the store, as written by WriteTo, to the
@@ -174,9 +203,9 @@ func (m *MemStore) WriteFile(name string) error {
 // nothing. If the file does not exist the error satisfies
 // errors.Is(err, fs.ErrNotExist), which at a first start means that nothing
 // was saved yet; if it is not a valid snapshot the error wraps
-// ErrBadSnapshot. ReadFile reads no more of a regular file than its size when
-// opened, and rejects any file, a device included, whose first 9 bytes are
-// not a snapshot's. ReadFile works after Close.
+// ErrBadSnapshot and names the file. ReadFile reads no more of a regular
+// file than its size when opened, and rejects any file, a device included,
+// whose first 9 bytes are not a snapshot's. ReadFile works after Close.
 func (m *MemStore) ReadFile(name string) error {
 	f, err := os.Open(name)
 	if err != nil {
@@ -188,10 +217,12 @@ func (m *MemStore) ReadFile(name string) error {
 		return err
 	}
 	var r io.Reader = f
+	size := int64(-1)
 	if info.Mode().IsRegular() {
-		r = io.LimitReader(f, info.Size()) // never more than the file held when opened
+		size = info.Size()
+		r = io.LimitReader(f, size) // never more than the file held when opened
 	}
-	if _, err := m.readFrom(r, info.Size()); err != nil {
+	if _, err := m.readFrom(r, size); err != nil {
 		return fmt.Errorf("%s: %w", name, err)
 	}
 	return nil
@@ -207,12 +238,12 @@ type session struct {
 // are enough: records are never modified, so they stay valid after the lock
 // is released.
 //
-// A token deleted and committed again between two batches is a new map
-// entry, which the walk may visit as well as the old one: such a token is
-// returned twice, the older session first. Removing the duplicates would take
-// a set of every token, about doubling the cost of a snapshot, for a case
-// that scs, which never reuses a token, does not produce; All and WriteTo
-// keep the newer session.
+// A token deleted and committed again between two batches may take another
+// slot, which the walk visits as well as the old one, and a walk that the
+// table's growth starts over visits sessions again (see walk): such a token
+// is returned twice, the older session first. Removing the duplicates would
+// take a set of every token, about doubling the cost of a snapshot; All and
+// WriteTo keep the newer session.
 func (m *MemStore) liveSessions() []session {
 	sessions := make([]session, 0, m.Len())
 	m.walkLiveSlots(func(s slot, token, data []byte) {
@@ -222,9 +253,10 @@ func (m *MemStore) liveSessions() []session {
 }
 
 // appendHeader appends the snapshot header to b.
-func appendHeader(b []byte, count uint64) []byte {
+func appendHeader(b []byte, store storeID, count uint64) []byte {
 	b = append(b, magic...)
 	b = append(b, version)
+	b = append(b, store[:]...)
 	return binary.BigEndian.AppendUint64(b, count)
 }
 
@@ -258,25 +290,38 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 	return n, err
 }
 
-// restore adds the sessions of snap, a whole snapshot, or nothing at all if
-// snap is not valid. It decodes snap twice, first only to check it, rather
-// than keep every decoded entry in between: decoding is cheap, and a restore
-// of a million sessions took 40% less time without that slice to grow.
+// restoreBase restores the base in f, a regular file of size bytes, into
+// m, a store that Open has not returned yet, after check has accepted its
+// version and store. It reads f twice: first only to check it, then to add
+// its sessions. An error leaves m holding part of them: Open drops it.
 //
-// The check counts the entries, and the index is made that large at once,
-// rather than grown step by step.
-func (m *MemStore) restore(snap []byte) error {
+// Two passes over a file, rather than ReadFrom's one over a stream, because
+// m is Open's alone until Open returns, and dropped on an error: nothing
+// need be held back until the checksum has passed, so the sessions go
+// straight into place, a batch at a time, and the first pass counts them, so
+// that the index is made that large at once without trusting the header.
+// Beyond the sessions, a restore holds the set of the tokens met (about 70
+// bytes a session: see FORMAT.md), a batch, and the stream's buffer: at most
+// twice the largest entry, or 64 KiB.
+func (m *MemStore) restoreBase(f *os.File, size int64, check func(version byte, store storeID) error) error {
 	entries := 0
-	if err := decode(snap, func(decoded) { entries++ }); err != nil {
+	d := m.snapReader(io.NewSectionReader(f, 0, size), size)
+	d.check = check
+	if err := decode(d, func(decoded) { entries++ }); err != nil {
 		return err
 	}
 	m.reserveIndex(entries)
 	m.startRestore()
 	defer m.endRestore()
 	mg := merger{m: m, batch: make([]restored, 0, batchSize), taken: make(map[string]struct{}, entries)}
-	decode(snap, mg.add) // checked above: no error
+	d = m.snapReader(io.NewSectionReader(f, 0, size), size)
+	d.check = check
+	err := decode(d, mg.add)
 	mg.flush()
-	return mg.syncErr
+	if err == nil {
+		err = mg.syncErr
+	}
+	return err
 }
 
 // startRestore makes the store remember the tokens it removes from now on,
@@ -313,189 +358,278 @@ func (m *MemStore) reserveIndex(n int) {
 	}
 }
 
-// decoded is one entry as read from a snapshot; token and data point into it.
+// decoded is one entry as read from a snapshot. token and data point into
+// the stream's buffer: they are valid until the next entry is read.
 type decoded struct {
 	token, data []byte
 	expiry      int64 // Unix nanoseconds
+	tooLarge    bool  // the session is too large for the store: data was skipped, not read into memory
 }
 
-// decode calls visit for each entry of snap, in order, and then checks its
-// checksum. An error means that snap is not a valid snapshot; visit may have
-// been called before it was found.
-func decode(snap []byte, visit func(decoded)) error {
-	d := decoder{rest: snap}
-	count, err := d.header()
-	if err != nil {
+// decode calls visit for each entry that d reads, in order, and then checks
+// the checksum. An error means that the input is not a valid snapshot, or
+// could not be read; visit may have been called before it was found.
+func decode(d *snapReader, visit func(decoded)) error {
+	if err := d.header(); err != nil {
 		return err
 	}
-	for i := uint64(0); i < count; i++ {
-		e, err := d.entry()
+	for i := uint64(0); i < d.count; i++ {
+		e, held, err := d.entry()
 		if err != nil {
-			return fmt.Errorf("%w (entry %d of %d)", err, i+1, count)
+			return fmt.Errorf("%w (entry %d of %d)", err, i+1, d.count)
 		}
-		visit(e)
+		if held {
+			visit(e)
+		}
 	}
-	return d.trailer(snap)
+	return d.trailer()
 }
 
-// decoder reads a snapshot held whole in memory. Every length is checked
-// against the bytes left before it is used, so a corrupt one gives an error,
-// never a large allocation nor a slice out of range.
-type decoder struct {
-	rest []byte // not decoded yet
+// snapReader decodes a snapshot from a stream. Every length is checked
+// against the bytes left, where the input's size is known, and otherwise
+// read up to: a corrupt one gives an error, never a large allocation.
+type snapReader struct {
+	s        *stream
+	version  byte
+	store    storeID
+	count    uint64
+	holdable func(size int) bool                     // whether the store can hold a record of size bytes
+	check    func(version byte, store storeID) error // if set, refuses a header
 }
 
-// header reads the magic number, the version and the entry count.
-func (d *decoder) header() (count uint64, err error) {
-	if err := checkStart(d.rest); err != nil {
-		return 0, err
-	}
-	if _, err := d.take(startLen, "magic number and version"); err != nil {
-		return 0, err
-	}
-	return d.uint64("entry count")
+// snapReader returns a decoder of the snapshot in r, of size bytes or -1
+// if not known, for m: the data of a session too large for m is skipped,
+// not held.
+func (m *MemStore) snapReader(r io.Reader, size int64) *snapReader {
+	return &snapReader{s: newStream(r, size), holdable: func(size int) bool { return m.checkSize(size) == nil }}
 }
 
-// startLen is the length of what begins every snapshot of this version: the
-// magic number and the version.
+// startLen is the length of what begins every snapshot: the magic number and
+// the version.
 const startLen = len(magic) + 1
 
-// checkStart returns an error wrapping ErrBadSnapshot unless b, the first
-// bytes of an input or all of it, could begin a snapshot of this version.
-func checkStart(b []byte) error {
-	if got := b[:min(len(b), len(magic))]; string(got) != magic[:len(got)] {
-		return fmt.Errorf("%w: not a memstore snapshot (starts %q)", ErrBadSnapshot, got)
+// header reads the magic number, the version, the store and the entry count.
+func (d *snapReader) header() error {
+	d.s.fillOnly(startLen)
+	start := d.s.buf[d.s.pos:d.s.end]
+	if err := checkStart(start); err != nil {
+		return err
 	}
-	if len(b) > len(magic) && b[len(magic)] != version {
-		return fmt.Errorf("%w: unknown version %d (this package reads version %d)", ErrBadSnapshot, b[len(magic)], version)
+	if len(start) < startLen {
+		return d.short("magic number and version")
+	}
+	d.version = start[len(magic)]
+	d.s.take(startLen)
+	if d.version >= 2 {
+		b, ok := d.s.take(len(d.store))
+		if !ok {
+			return d.short("store")
+		}
+		d.store = storeID(b)
+	}
+	if d.check != nil {
+		if err := d.check(d.version, d.store); err != nil {
+			return err
+		}
+	}
+	b, ok := d.s.take(8)
+	if !ok {
+		return d.short("entry count")
+	}
+	d.count = binary.BigEndian.Uint64(b)
+	if left := d.s.remaining(); left >= 0 && d.count > uint64(max(left-checksumLen, 0))/minEntryLen {
+		return fmt.Errorf("%w: impossible entry count %d: only %d bytes left", ErrBadSnapshot, d.count, left)
 	}
 	return nil
 }
 
-// entry reads one entry.
-func (d *decoder) entry() (e decoded, err error) {
-	if e.token, err = d.lengthPrefixed("token"); err != nil {
-		return e, err
+// checkStart returns an error wrapping ErrBadSnapshot unless b, the first
+// bytes of an input or all of it, could begin a snapshot of a version this
+// package reads.
+func checkStart(b []byte) error {
+	if got := b[:min(len(b), len(magic))]; string(got) != magic[:len(got)] {
+		return fmt.Errorf("%w: not a memstore snapshot (starts %q)", ErrBadSnapshot, got)
 	}
-	expiry, err := d.uint64("expiry")
-	if err != nil {
-		return e, err
+	if len(b) > len(magic) && (b[len(magic)] < firstVersion || b[len(magic)] > version) {
+		return fmt.Errorf("%w: unknown version %d (this package reads versions %d to %d)", ErrBadSnapshot, b[len(magic)], firstVersion, version)
 	}
-	e.expiry = int64(expiry)
-	e.data, err = d.lengthPrefixed("data")
-	return e, err
+	return nil
 }
 
-// trailer checks that what is left is exactly the checksum of the rest of snap.
-func (d *decoder) trailer(snap []byte) error {
-	stored, err := d.take(checksumLen, "checksum")
-	if err != nil {
+// entry reads one entry. It reports whether the entry is to be visited:
+// one whose token alone is too large for the store is not, as none of its
+// bytes could be held. An entry whose data is too large for the store has
+// its data skipped, and its token copied.
+func (d *snapReader) entry() (e decoded, held bool, err error) {
+	s := d.s
+	tokenLen, n := s.uvarintAt(0)
+	if err := d.length(n, tokenLen, 0, "token"); err != nil {
+		return e, false, err
+	}
+	if tokenLen > maxSession {
+		return e, false, d.skipEntry(n, tokenLen)
+	}
+	expiryAt := n + int(tokenLen)
+	if !s.fill(expiryAt + 8) {
+		if s.avail() < expiryAt {
+			return e, false, d.short("token")
+		}
+		return e, false, d.short("expiry")
+	}
+	dataLen, dn := s.uvarintAt(expiryAt + 8)
+	if err := d.length(dn, dataLen, expiryAt+8, "data"); err != nil {
+		return e, false, err
+	}
+	b := s.buf[s.pos:]
+	e.expiry = int64(binary.BigEndian.Uint64(b[expiryAt:]))
+	dataAt := expiryAt + 8 + dn
+	if dataLen > maxSession || !d.holdable(recordSize(int(tokenLen), int(dataLen))) {
+		e.token, e.tooLarge = bytes.Clone(b[n:expiryAt]), true
+		s.take(dataAt)
+		if !s.skip(dataLen) {
+			return e, false, d.short("data")
+		}
+		return e, true, nil
+	}
+	end := dataAt + int(dataLen)
+	if !s.fill(end) {
+		return e, false, d.short("data")
+	}
+	b, _ = s.take(end)
+	e.token, e.data = b[n:expiryAt], b[dataAt:end:end]
+	return e, true, nil
+}
+
+// skipEntry consumes an entry whose token, of tokenLen bytes after a
+// length of n bytes, is too long for any store.
+func (d *snapReader) skipEntry(n int, tokenLen uint64) error {
+	s := d.s
+	if !s.skip(uint64(n)) || !s.skip(tokenLen) {
+		return d.short("token")
+	}
+	if !s.skip(8) {
+		return d.short("expiry")
+	}
+	dataLen, dn := s.uvarintAt(0)
+	if err := d.length(dn, dataLen, 0, "data"); err != nil {
 		return err
 	}
-	if len(d.rest) > 0 {
-		return fmt.Errorf("%w: %d unexpected bytes after the checksum", ErrBadSnapshot, len(d.rest))
+	if !s.skip(uint64(dn)) || !s.skip(dataLen) {
+		return d.short("data")
+	}
+	return nil
+}
+
+// length checks a length of n, whose uvarint took size bytes (0 if cut
+// short, negative if over 64 bits), at off bytes past the next unconsumed
+// byte.
+func (d *snapReader) length(size int, n uint64, off int, what string) error {
+	switch {
+	case size == 0:
+		return d.short(what + " length")
+	case size < 0:
+		return fmt.Errorf("%w: impossible %s length: over 64 bits", ErrBadSnapshot, what)
+	}
+	if left := d.s.remaining() - int64(off+size); left >= 0 && n > uint64(left) {
+		return fmt.Errorf("%w: impossible %s length %d: only %d bytes left", ErrBadSnapshot, what, n, left)
+	}
+	return nil
+}
+
+// short returns the error of an input that ended, or failed, in the midst
+// of what.
+func (d *snapReader) short(what string) error {
+	if err := d.s.err; err != nil && err != io.EOF {
+		return fmt.Errorf("memstore: reading snapshot: %w", err)
+	}
+	return fmt.Errorf("%w: truncated in the %s", ErrBadSnapshot, what)
+}
+
+// trailer checks that what is left is exactly the checksum of the bytes
+// before it.
+func (d *snapReader) trailer() error {
+	got := d.s.checksum()
+	stored, ok := d.s.take(checksumLen)
+	if !ok {
+		return d.short("checksum")
 	}
 	want := binary.BigEndian.Uint32(stored)
-	if got := crc32.Checksum(snap[:len(snap)-checksumLen], castagnoli); got != want {
+	if d.s.fill(1) {
+		return fmt.Errorf("%w: unexpected bytes after the checksum", ErrBadSnapshot)
+	}
+	if err := d.s.err; err != io.EOF {
+		return fmt.Errorf("memstore: reading snapshot: %w", err)
+	}
+	if got != want {
 		return fmt.Errorf("%w: checksum mismatch: computed %08x, stored %08x", ErrBadSnapshot, got, want)
 	}
 	return nil
 }
 
-// take returns the next n bytes of the snapshot.
-func (d *decoder) take(n int, what string) ([]byte, error) {
-	if n > len(d.rest) {
-		return nil, fmt.Errorf("%w: truncated in the %s", ErrBadSnapshot, what)
-	}
-	b := d.rest[:n]
-	d.rest = d.rest[n:]
-	return b, nil
-}
-
-// uint64 reads a big-endian uint64.
-func (d *decoder) uint64(what string) (uint64, error) {
-	b, err := d.take(8, what)
-	if err != nil {
-		return 0, err
-	}
-	return binary.BigEndian.Uint64(b), nil
-}
-
-// lengthPrefixed reads a uvarint length and the bytes it counts.
-func (d *decoder) lengthPrefixed(what string) ([]byte, error) {
-	n, size := binary.Uvarint(d.rest)
-	switch {
-	case size == 0:
-		return nil, fmt.Errorf("%w: truncated in the %s length", ErrBadSnapshot, what)
-	case size < 0:
-		return nil, fmt.Errorf("%w: impossible %s length: over 64 bits", ErrBadSnapshot, what)
-	}
-	d.rest = d.rest[size:]
-	if n > uint64(len(d.rest)) {
-		return nil, fmt.Errorf("%w: impossible %s length %d: only %d bytes left", ErrBadSnapshot, what, n, len(d.rest))
-	}
-	return d.take(int(n), what)
-}
-
-// merger adds decoded sessions to its store a batch at a time: it copies a
-// batch into the store's chunks outside the lock, then publishes it under one
-// short write-lock hold, so that requests run between batches however large
-// the snapshot.
+// merger adds decoded sessions to its store a batch at a time: it copies
+// each session into the store's chunks as it is decoded, then publishes a
+// batch under one short write-lock hold, so that requests run between
+// batches however large the snapshot.
 type merger struct {
 	m       *MemStore
-	batch   []restored
+	batch   []restored          // copied into the store, not yet published
 	taken   map[string]struct{} // every token met so far in the snapshot
+	stage   bool                // publish nothing until flush: ReadFrom's all or nothing
 	synced  []*syncBatch        // in a store from Open, the syncs the batch waits for
 	syncErr error               // the first error of those syncs
 }
 
-// restored is one session of a snapshot on its way into the store.
+// restored is one session of a snapshot on its way into the store: 72 bytes
+// on 64-bit platforms, a session's cost in a staged ReadFrom.
 type restored struct {
 	token    string
-	data     []byte // points into the snapshot
-	expiry   time.Time
+	expiry   int64 // Unix nanoseconds
 	deadline time.Duration
-	r        reservation
+	r        reservation // its record, written
 }
 
-// add queues d, unless an earlier session of the snapshot had its token, it
-// has expired or it is too large for the store. The first session of a
-// token counts, whatever becomes of it: a later one is an older copy that
-// WriteTo wrote too.
+// add copies d into the store's chunks and queues it, unless an earlier
+// session of the snapshot had its token, it has expired or it is too large
+// for the store. The first session of a token counts, whatever becomes of
+// it: a later one is an older copy that WriteTo wrote too.
 func (mg *merger) add(d decoded) {
 	if _, taken := mg.taken[string(d.token)]; taken {
 		return
 	}
 	token := string(d.token)
 	mg.taken[token] = struct{}{}
-	expiry := time.Unix(0, d.expiry)
-	deadline, live := mg.m.deadline(expiry)
+	deadline, live := mg.m.deadline(time.Unix(0, d.expiry))
 	// Under a cap, a session larger than the whole cap is skipped, like an
 	// expired one: the snapshot is valid and every other session can still
 	// be restored.
-	if !live || mg.m.checkSize(recordSize(len(token), len(d.data))) != nil {
+	if !live || d.tooLarge || mg.m.checkSize(recordSize(len(token), len(d.data))) != nil {
 		return
 	}
-	mg.batch = append(mg.batch, restored{token: token, data: d.data, expiry: expiry, deadline: deadline})
-	if len(mg.batch) == cap(mg.batch) {
+	r := mg.m.reserve(recordSize(len(token), len(d.data)))
+	writeRecord(r.buf, token, d.data) // d's bytes are the stream's, reused by the next read
+	mg.batch = append(mg.batch, restored{token: token, expiry: d.expiry, deadline: deadline, r: r})
+	if !mg.stage && len(mg.batch) == batchSize {
 		mg.flush()
 	}
 }
 
-// flush stores every queued session whose token the store does not hold:
-// the store's session is the more recent. Under a cap, storing one may evict
-// others to make room.
+// flush publishes every queued session whose token the store does not
+// hold, batchSize at a time: the store's session is the more recent.
 func (mg *merger) flush() {
-	m := mg.m
-	for i := range mg.batch {
-		s := &mg.batch[i]
-		s.r = m.reserve(recordSize(len(s.token), len(s.data)))
-		writeRecord(s.r.buf, s.token, s.data)
+	for batch := mg.batch; len(batch) > 0; batch = batch[min(batchSize, len(batch)):] {
+		mg.publish(batch[:min(batchSize, len(batch))])
 	}
+	mg.batch = mg.batch[:0]
+}
+
+// publish stores the sessions of batch whose token the store does not hold.
+// Under a cap, storing one may evict others to make room.
+func (mg *merger) publish(batch []restored) {
+	m := mg.m
 	defer mg.awaitSyncs()
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	for _, s := range mg.batch {
+	for _, s := range batch {
 		h := m.hash(s.token)
 		_, held := m.lookupLocked(h, s.token)
 		if _, gone := m.removed[s.token]; held || gone {
@@ -506,11 +640,24 @@ func (mg *merger) flush() {
 		if m.log == nil {
 			continue
 		}
-		if b := m.log.putLocked(s.r, s.expiry); b != nil && (len(mg.synced) == 0 || mg.synced[len(mg.synced)-1] != b) {
+		if b := m.log.putLocked(s.r, time.Unix(0, s.expiry)); b != nil && (len(mg.synced) == 0 || mg.synced[len(mg.synced)-1] != b) {
 			mg.synced = append(mg.synced, b)
 		}
 	}
-	mg.batch = mg.batch[:0]
+}
+
+// discard gives up every queued session, batchSize at a time: their bytes
+// stay in their chunks, dead.
+func (mg *merger) discard() {
+	m := mg.m
+	for batch := mg.batch; len(batch) > 0; batch = batch[min(batchSize, len(batch)):] {
+		m.mu.Lock()
+		for _, s := range batch[:min(batchSize, len(batch))] {
+			m.discardLocked(s.r)
+		}
+		m.mu.Unlock()
+	}
+	mg.batch = nil
 }
 
 // awaitSyncs waits for the syncs of the batch just stored, if its store is

@@ -44,21 +44,41 @@ const snapMagic = "\x89MEMSNAP"
 var crc32c = crc32.MakeTable(crc32.Castagnoli)
 
 // snapshotOf builds a snapshot around entries already encoded: header, body,
-// and a correct checksum.
+// and a correct checksum. From version 2 on the header holds a store, zero
+// here, as a store from New writes.
 func snapshotOf(version byte, count uint64, body []byte) []byte {
 	b := append([]byte(snapMagic), version)
+	if version >= 2 {
+		b = append(b, make([]byte, snapStoreLen)...)
+	}
 	b = binary.BigEndian.AppendUint64(b, count)
 	b = append(b, body...)
 	return binary.BigEndian.AppendUint32(b, crc32.Checksum(b, crc32c))
 }
 
-// readLen is how much of input ReadFrom reads: all of it, or only its
-// first 9 bytes when they are not those of a snapshot of version 1.
-func readLen(input []byte) int64 {
-	if len(input) >= 9 && !bytes.HasPrefix(input, append([]byte(snapMagic), 1)) {
-		return 9
+// snapStoreLen is the length of the store in a header of version 2.
+const snapStoreLen = 16
+
+// badStart reports whether the first 9 bytes of input, the magic number and
+// version, are not those of a snapshot of version 1 or 2: ReadFrom then
+// reads those 9 bytes and no more.
+func badStart(input []byte) bool {
+	return len(input) >= 9 && (string(input[:8]) != snapMagic || input[8] < 1 || input[8] > 2)
+}
+
+// checkReadLen fails t unless ReadFrom, having returned n and err for
+// input, read what it must: the 9 bytes of a bad start, the whole input
+// when it accepts it, and otherwise no more than the input.
+func checkReadLen(t testing.TB, name string, input []byte, n int64, err error) {
+	t.Helper()
+	switch {
+	case badStart(input) && n != 9:
+		t.Errorf("%s: ReadFrom read %d bytes of a bad start; want 9", name, n)
+	case err == nil && n != int64(len(input)):
+		t.Errorf("%s: ReadFrom accepted the input having read %d bytes; want all %d", name, n, len(input))
+	case n > int64(len(input)):
+		t.Errorf("%s: ReadFrom read %d bytes of %d", name, n, len(input))
 	}
-	return int64(len(input))
 }
 
 // entryBytes encodes one entry.
@@ -88,16 +108,24 @@ func withChecksum(b []byte) []byte {
 	return b
 }
 
-// parseSnapshot decodes snap, or says why it is not a snapshot.
+// parseSnapshot decodes snap, of version 1 or 2, or says why it is not a
+// snapshot.
 func parseSnapshot(snap []byte) ([]snapEntry, error) {
-	if len(snap) < 8+1+8+4 || string(snap[:8]) != snapMagic || snap[8] != 1 {
-		return nil, errors.New("no version 1 header")
+	if len(snap) < 9 || string(snap[:8]) != snapMagic || snap[8] < 1 || snap[8] > 2 {
+		return nil, errors.New("no header of version 1 or 2")
+	}
+	headerLen := 8 + 1 + 8
+	if snap[8] == 2 {
+		headerLen += snapStoreLen
+	}
+	if len(snap) < headerLen+4 {
+		return nil, errors.New("shorter than a header and a checksum")
 	}
 	body := snap[:len(snap)-4]
 	if crc32.Checksum(body, crc32c) != binary.BigEndian.Uint32(snap[len(snap)-4:]) {
 		return nil, errors.New("checksum mismatch")
 	}
-	count, rest := binary.BigEndian.Uint64(snap[9:17]), body[17:]
+	count, rest := binary.BigEndian.Uint64(snap[headerLen-8:headerLen]), body[headerLen:]
 	lengthPrefixed := func() ([]byte, bool) {
 		n, size := binary.Uvarint(rest)
 		if size <= 0 || n > uint64(len(rest)-size) {
@@ -259,11 +287,23 @@ func TestSnapshotRoundTrip(t *testing.T) {
 }
 
 // TestFormatExample checks the example at the end of FORMAT.md, byte for
-// byte, against WriteTo and ReadFrom.
+// byte, against WriteTo and ReadFrom, and that the same snapshot in version
+// 1 is read too.
 func TestFormatExample(t *testing.T) {
 	example := []byte{
 		0x89, 0x4D, 0x45, 0x4D, 0x53, 0x4E, 0x41, 0x50, // magic
-		0x01,                                           // version 1
+		0x02,                                           // version 2
+		0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, // store: none, from New
+		0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+		0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01, // count: 1 entry
+		0x03, 0x74, 0x6F, 0x6B, // token length 3, "tok"
+		0x64, 0xBA, 0x04, 0x3A, 0xC9, 0xBA, 0x00, 0x00, // expiry: 7258118400000000000
+		0x02, 0x68, 0x69, // data length 2, "hi"
+		0x25, 0xF8, 0xFA, 0x73, // checksum
+	}
+	version1 := []byte{
+		0x89, 0x4D, 0x45, 0x4D, 0x53, 0x4E, 0x41, 0x50, // magic
+		0x01,                                           // version 1: no store
 		0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01, // count: 1 entry
 		0x03, 0x74, 0x6F, 0x6B, // token length 3, "tok"
 		0x64, 0xBA, 0x04, 0x3A, 0xC9, 0xBA, 0x00, 0x00, // expiry: 7258118400000000000
@@ -271,9 +311,11 @@ func TestFormatExample(t *testing.T) {
 		0xFD, 0x56, 0x42, 0x88, // checksum
 	}
 	expiry := time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC)
-	m := newStore(t)
-	restore(t, m, example)
-	mustHoldExactly(t, m, map[string][]byte{"tok": []byte("hi")})
+	for _, snap := range [][]byte{example, version1} {
+		m := newStore(t)
+		restore(t, m, snap)
+		mustHoldExactly(t, m, map[string][]byte{"tok": []byte("hi")})
+	}
 
 	// The store gives the expiry back to within its clocks' precision, so
 	// WriteTo's bytes may differ from the example's in the expiry and
@@ -281,7 +323,7 @@ func TestFormatExample(t *testing.T) {
 	m2 := newStore(t)
 	mustCommit(t, m2, "tok", []byte("hi"), expiry)
 	written := snapshot(t, m2)
-	if len(written) != len(example) || !bytes.Equal(written[:21], example[:21]) || !bytes.Equal(written[29:32], example[29:32]) {
+	if len(written) != len(example) || !bytes.Equal(written[:37], example[:37]) || !bytes.Equal(written[45:48], example[45:48]) {
 		t.Fatalf("WriteTo wrote\n% X\nwant, but for the expiry and checksum,\n% X", written, example)
 	}
 }
@@ -314,7 +356,7 @@ func TestReadFromRejectsBadSnapshots(t *testing.T) {
 			"a text file":                       []byte("alice=the snapshot's\nbob=b\n"),
 			"bad magic":                         changed(1, 0x20),
 			"version 0":                         snapshotOf(0, 2, body),
-			"version 2":                         snapshotOf(2, 2, body),
+			"version 3":                         snapshotOf(3, 2, body),
 			"checksum mismatch in data":         changed(len(good)-5, 0xff),
 			"checksum mismatch in the checksum": changed(len(good)-1, 0x01),
 			"one entry more than held":          snapshotOf(1, 3, body),
@@ -352,9 +394,7 @@ func TestReadFromRejectsBadSnapshots(t *testing.T) {
 			if !errors.Is(err, memstore.ErrBadSnapshot) {
 				t.Errorf("%s: ReadFrom error = %v; want one wrapping ErrBadSnapshot", name, err)
 			}
-			if want := readLen(input); n != want {
-				t.Errorf("%s: ReadFrom read %d bytes; want %d of %d", name, n, want, len(input))
-			}
+			checkReadLen(t, name, input, n, err)
 			mustBeUnchanged(t, m, before, name)
 		}
 
@@ -775,9 +815,7 @@ func FuzzReadFrom(f *testing.F) {
 		start := time.Now()
 		n, err := m.ReadFrom(bytes.NewReader(input))
 		end := time.Now()
-		if want := readLen(input); n != want {
-			t.Fatalf("ReadFrom read %d bytes; want %d of %d", n, want, len(input))
-		}
+		checkReadLen(t, "the input", input, n, err)
 		if err != nil {
 			if !errors.Is(err, memstore.ErrBadSnapshot) {
 				t.Fatalf("ReadFrom error = %v; want one wrapping ErrBadSnapshot", err)

@@ -29,10 +29,12 @@ type Stats struct {
 	LastSweepLongestHold time.Duration // the longest the last pass held the lock at one time
 
 	// A store from Open reports its disk here; one from New, zeros.
-	Syncs       uint64 // fsyncs of the log
-	Rewrites    uint64 // bases written afresh, each replacing the files before it
-	DiskErrors  uint64 // failed writes, syncs and rewrites: the store kept serving from memory
-	TornRecords uint64 // records cut short by a crash at the end of a log, dropped by Open
+	Syncs           uint64    // fsyncs of the log
+	Rewrites        uint64    // bases written afresh, each replacing the files before it
+	DiskErrors      uint64    // failed writes, syncs and rewrites: the store kept serving from memory
+	LastDiskError   error     // the last of them, naming the file and what the system said; nil if none
+	LastDiskErrorAt time.Time // when it happened; the zero Time if none
+	TornRecords     uint64    // records cut short by a crash at the end of a log, dropped by Open
 }
 
 // Stats returns the store's figures. It takes the read lock for a moment,

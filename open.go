@@ -1,0 +1,443 @@
+// SPDX-License-Identifier: MIT
+
+package memstore
+
+import (
+	"bytes"
+	"cmp"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"time"
+)
+
+// ErrDirPermissions is wrapped by the error of Open when dir lets users
+// other than its owner read, write or enter it: its sessions are
+// credentials. The error names the mode and the command that fixes it.
+var ErrDirPermissions = errors.New("memstore: directory open to other users")
+
+// Open returns a store that holds its sessions in memory, as New does, and
+// also in the directory dir, so that they survive a crash of the process or
+// the machine. dir is created, with mode 0700, if missing; an existing dir
+// must have no permission bit for group or others (mode 0700, say): Open
+// refuses any other with an error wrapping ErrDirPermissions that names the
+// mode and the fix, as PostgreSQL refuses a data directory others can
+// reach. Open first restores what dir holds, skipping sessions that have
+// expired meanwhile; then the store records every change in an append-only
+// log in dir. Find and All read memory alone, as in New's stores.
+//
+// Commit returns once the change is in memory, and it is on disk within the
+// sync interval (see WithSyncInterval). Delete returns once the deletion is
+// on disk, so that a session a user logged out of, or that a token renewal
+// replaced, never comes back after a crash. That costs an fsync, shared by
+// the Deletes made meanwhile: milliseconds on a disk without a write cache,
+// less than the password check of a login. A Delete records its token even
+// when the store does not hold it, since the session may have been evicted
+// from memory and still be on disk.
+//
+// If the disk fails (a write or fsync fails, or it is full) the store keeps
+// serving from memory, counts the failure in Stats.DiskErrors, keeps the
+// error and its time in Stats.LastDiskError and Stats.LastDiskErrorAt, and
+// Delete and, with a sync interval of 0, Commit return an error wrapping
+// ErrNotDurable. Every second it tries again, by writing the sessions
+// afresh; once that succeeds the disk has caught up. Nothing already on disk
+// is lost or damaged meanwhile. A disk full, or failing, as Open starts is
+// met the same way: Open restores what dir holds and the store serves it.
+// (Open fails if it cannot create a file in dir at all: read-only, say.)
+//
+// The janitor's removals of expired sessions are not recorded: a restore
+// skips expired sessions anyway. Nor are evictions under WithMaxBytes: after
+// a crash an evicted session may come back, to be evicted again if room is
+// short.
+//
+// The log grows with every change. When it passes twice the size of the
+// live sessions plus 64 MiB, a background rewrite writes the live sessions
+// as a new base, a snapshot in the format of WriteFile, starts a new log, and
+// deletes the files before them; a restart does so too, so that Open does not
+// replay the same log again and again. Requests do not wait for a rewrite.
+// So dir holds, besides a rewrite in progress, at most a base and a log each
+// about the live sessions' size when written, the log up to twice plus
+// 64 MiB: no more than about three times the live sessions' size on disk,
+// plus 64 MiB, and a new base's worth more while a rewrite runs.
+//
+// The directory is the store's alone. Each file the store writes carries
+// the directory's identity, fixed when it is first used, and Open refuses a
+// file of another store (copied in from elsewhere, say) with an error
+// wrapping ErrBadSnapshot that names it. The store removes only files it
+// wrote, follows no symbolic link, and leaves every other file alone; an
+// entry by the name of one of its files that is not a regular file is left
+// alone too, and the store names its next files past it. FORMAT.md
+// describes the files.
+//
+// A crash at any moment, a rewrite's included, leaves dir in a state Open
+// restores. A record cut short by a crash at the end of a log is dropped and
+// counted in Stats.TornRecords; a bad record anywhere else means damage: Open
+// then fails with an error wrapping ErrBadSnapshot that names the file and
+// the offset, and changes nothing in dir. The README says how to recover
+// from damage.
+//
+// Open reads its files in a stream: beyond the sessions it restores, it
+// needs the set of the tokens of the base it restores, about 70 bytes a
+// session, and a buffer as large as the largest session, or 64 KiB (104 MB
+// at the peak for a base of 1,000,000 sessions, measured); a file of any
+// size that is not what it should be is refused without being held in
+// memory.
+//
+// Only one open store may hold dir at a time: a second Open of it, in this
+// process or another, fails with an error wrapping ErrLocked. The lock is an
+// advisory lock on dir itself (an flock; on Windows, dir/LOCK opened
+// without sharing), which no file removed or replaced in dir can release,
+// and which the operating system releases when the process ends, however it
+// ends. Open is available on Linux, macOS, the BSDs and Windows; elsewhere
+// it returns an error.
+//
+// Close writes and syncs what is not on disk yet, waits for a rewrite in
+// progress or does one that is due, and releases dir; after Close the store
+// keeps working in memory, but records nothing (see Close). An Open that
+// fails releases dir and returns a nil store.
+func Open(dir string, cleanupInterval time.Duration, opts ...Option) (*MemStore, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	lock, err := lockDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	m := newStore(opts)
+	d, err := m.restoreDir(dir)
+	if err == nil {
+		err = d.startLog(m, lock)
+	}
+	if err != nil {
+		lock.Close()
+		return nil, err
+	}
+	m.startJanitor(cleanupInterval)
+	return m, nil
+}
+
+// restoredDir is what Open found in a directory.
+type restoredDir struct {
+	dir      string
+	id       storeID  // the directory's identity: its files', or new
+	baseGen  uint64   // the generation of the base restored; 0 for none
+	nextGen  uint64   // the generation of the log to start: after every file found
+	older    int64    // the bytes of the logs replayed
+	replayed bool     // the logs held records
+	upgrade  bool     // files of version 1 were read: a rewrite replaces them
+	torn     uint64   // torn last records dropped
+	owned    []string // the files restored, which a rewrite deletes
+	stale    []string // files of the store a crash left, older generations and temporary files, and logs holding no record
+}
+
+// dirFile is a file of the store's found in its directory.
+type dirFile struct {
+	name    string
+	kind    fileKind
+	gen     uint64
+	version byte    // the version its header gives
+	store   storeID // the store it gives, from version 2 on
+	stored  int     // how many bytes of store the file holds: fewer in a log cut short as it was created
+}
+
+// baseTemp matches the name of a base being written: see writeTemp.
+var baseTemp = regexp.MustCompile(`^base\.[0-9a-f]{16}\.[0-9]+\.tmp$`)
+
+// restoreDir restores into m, which records nothing yet, the sessions that
+// dir holds. On an error m is to be dropped and dir is unchanged.
+func (m *MemStore) restoreDir(dir string) (restoredDir, error) {
+	d := restoredDir{dir: dir}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return d, err
+	}
+	var files []dirFile
+	var temps []string
+	top, stray, strayName := uint64(0), uint64(0), ""
+	for _, e := range entries {
+		name := e.Name()
+		if baseTemp.MatchString(name) && e.Type().IsRegular() {
+			temps = append(temps, name)
+			continue
+		}
+		kind, gen, ok := parseFileName(name)
+		if !ok {
+			continue // not the store's: left alone
+		}
+		top = max(top, gen)
+		if !e.Type().IsRegular() {
+			// A directory or a link by a store file's name: left alone,
+			// never read, and named past.
+			if gen >= stray {
+				stray, strayName = gen, name
+			}
+			continue
+		}
+		f, err := readHeader(filepath.Join(dir, name), kind)
+		if err != nil {
+			return d, err
+		}
+		f.kind, f.gen = kind, gen
+		files = append(files, f)
+	}
+	if stray > maxGen-genHeadroom {
+		return d, fmt.Errorf("%w: %s is not a file, and its generation, %x, leaves the store too few names for its next files (it names them up to %x): move it out of %s",
+			ErrBadSnapshot, filepath.Join(dir, strayName), stray, uint64(maxGen), dir)
+	}
+	d.nextGen = max(top+1, 1)
+	slices.SortFunc(files, cmpGen)
+	if err := d.identify(files); err != nil {
+		return d, err
+	}
+	d.stale = d.ownTemps(temps)
+	return d, d.restore(m, files)
+}
+
+// cmpGen orders files by generation, a base before the log of its own.
+func cmpGen(a, b dirFile) int {
+	if c := cmp.Compare(a.gen, b.gen); c != 0 {
+		return c
+	}
+	return cmp.Compare(a.kind, b.kind) // "base" < "log"
+}
+
+// readHeader reads what the header of the named file, of kind, says.
+func readHeader(name string, kind fileKind) (dirFile, error) {
+	f := dirFile{name: filepath.Base(name)}
+	file, err := os.OpenFile(name, os.O_RDONLY|noFollow, 0)
+	if err != nil {
+		return f, err
+	}
+	defer file.Close()
+	head := make([]byte, len(magic)+1+len(storeID{}))
+	n, err := io.ReadFull(file, head)
+	if err != nil && err != io.ErrUnexpectedEOF && err != io.EOF {
+		return f, err
+	}
+	head = head[:n]
+	if kind == logFile {
+		if n := cutShortStart(head); n >= 0 {
+			// Empty, or cut short as it was created: readLog checks that
+			// zeros follow. Its store is what it holds of one.
+			f.version = logVersion
+			f.stored = copy(f.store[:], head[min(n, len(logMagic)+1):n])
+			return f, nil
+		}
+	}
+	want, first := magic, "memstore snapshot"
+	if kind == logFile {
+		want, first = logMagic, "memstore log"
+	}
+	if len(head) <= len(want) || string(head[:len(want)]) != want {
+		return f, fmt.Errorf("%s: %w: not a %s (starts %q)", name, ErrBadSnapshot, first, head[:min(len(head), len(want))])
+	}
+	switch f.version = head[len(want)]; {
+	case f.version == firstVersion:
+	case f.version == version && len(head) == len(want)+1+len(f.store):
+		f.stored = copy(f.store[:], head[len(want)+1:])
+	case f.version == version:
+		return f, fmt.Errorf("%s: %w: truncated in the store", name, ErrBadSnapshot)
+	default:
+		return f, fmt.Errorf("%s: %w: unknown version %d (this package reads versions %d to %d)", name, ErrBadSnapshot, f.version, firstVersion, version)
+	}
+	return f, nil
+}
+
+// identify finds the directory's identity in files, sorted by generation:
+// the one store every file of version 2 gives. Files of version 1 predate
+// identities: they are taken as the directory's own only at generations
+// before the first of version 2, which the store wrote since. A directory
+// with no file of version 2 gets a new identity.
+func (d *restoredDir) identify(files []dirFile) error {
+	var known *dirFile
+	for i := range files {
+		if f := &files[i]; f.version >= 2 && f.stored == len(f.store) {
+			if f.store == (storeID{}) {
+				return fmt.Errorf("%w: %s was written by a store from New, with no directory: move it out of %s (and restore it with ReadFile)",
+					ErrBadSnapshot, filepath.Join(d.dir, f.name), d.dir)
+			}
+			if known == nil {
+				known = f
+			} else if f.store != known.store {
+				return fmt.Errorf("%w: %s and %s are of different stores (%x and %x): move out of %s the files of the store it does not belong to",
+					ErrBadSnapshot, filepath.Join(d.dir, known.name), filepath.Join(d.dir, f.name), known.store, f.store, d.dir)
+			}
+		}
+	}
+	if known != nil {
+		d.id = known.store
+	} else {
+		d.id = newStoreID()
+	}
+	var firstV2 *dirFile
+	for i := range files {
+		f := &files[i]
+		switch {
+		case f.version >= 2 && known != nil && !bytes.Equal(f.store[:f.stored], known.store[:f.stored]):
+			return fmt.Errorf("%w: %s is of another store than %s (%x): move it out of %s",
+				ErrBadSnapshot, filepath.Join(d.dir, f.name), filepath.Join(d.dir, known.name), known.store, d.dir)
+		case f.version >= 2 && firstV2 == nil:
+			firstV2 = f
+		case f.version == firstVersion && firstV2 != nil:
+			return fmt.Errorf("%w: %s is of format version 1, written after %s of version 2: not this store's; move it out of %s",
+				ErrBadSnapshot, filepath.Join(d.dir, f.name), filepath.Join(d.dir, firstV2.name), d.dir)
+		}
+	}
+	return nil
+}
+
+// newStoreID returns a new random identity, with no zero byte, so that the
+// start of a log holds none (see cutShortStart).
+func newStoreID() storeID {
+	var id storeID
+	for i := 0; i < len(id); {
+		var b [2 * len(id)]byte
+		rand.Read(b[:]) // never fails
+		for _, c := range b {
+			if c != 0 && i < len(id) {
+				id[i], i = c, i+1
+			}
+		}
+	}
+	return id
+}
+
+// ownTemps returns those of the temporary files named temps that the store
+// wrote: empty, as a crash can leave one, or beginning like a base of this
+// store (or of version 1, which had no identity). Any other is left alone.
+func (d *restoredDir) ownTemps(temps []string) []string {
+	var own []string
+	v2 := appendHeader(nil, d.id, 0)[:startLen+len(d.id)]
+	v1 := []byte(magic + "\x01")
+	for _, name := range temps {
+		f, err := os.OpenFile(filepath.Join(d.dir, name), os.O_RDONLY|noFollow, 0)
+		if err != nil {
+			continue
+		}
+		head := make([]byte, len(v2))
+		n, _ := io.ReadFull(f, head)
+		f.Close()
+		if head = head[:n]; bytes.HasPrefix(v2, head) || bytes.HasPrefix(head, v1) || bytes.HasPrefix(v1, head) {
+			own = append(own, name)
+		}
+	}
+	return own
+}
+
+// restore restores the newest base of files, then replays in order the logs
+// of its generation and later ones. Files of earlier generations are stale.
+func (d *restoredDir) restore(m *MemStore, files []dirFile) error {
+	for _, f := range files {
+		if f.kind == baseFile {
+			d.baseGen = f.gen
+		}
+	}
+	for _, f := range files {
+		name := filepath.Join(d.dir, f.name)
+		switch {
+		case f.gen < d.baseGen:
+			d.stale = append(d.stale, f.name)
+			continue
+		case f.kind == baseFile:
+			if err := m.restoreBaseFile(name, d.check(f)); err != nil {
+				return err
+			}
+			d.owned = append(d.owned, f.name)
+		default:
+			if err := d.replay(m, f); err != nil {
+				return err
+			}
+		}
+		d.upgrade = d.upgrade || f.version == firstVersion
+	}
+	return nil
+}
+
+// check returns what refuses a header that does not say what the survey of
+// the directory found for f.
+func (d *restoredDir) check(f dirFile) func(version byte, store storeID) error {
+	return func(v byte, store storeID) error {
+		if v != f.version || (v >= 2 && store != d.id) {
+			return fmt.Errorf("%w: the header changed while Open read the directory", ErrBadSnapshot)
+		}
+		return nil
+	}
+}
+
+// restoreBaseFile restores the base in the named file into m.
+func (m *MemStore) restoreBaseFile(name string, check func(version byte, store storeID) error) error {
+	f, size, err := openRegular(name, os.O_RDONLY)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := m.restoreBase(f, size, check); err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	return nil
+}
+
+// openRegular opens the named file with flag, following no link, and
+// returns it with its size, unless it is not a regular file.
+func openRegular(name string, flag int) (*os.File, int64, error) {
+	f, err := os.OpenFile(name, flag|noFollow, 0)
+	if err != nil {
+		return nil, 0, err
+	}
+	info, err := f.Stat()
+	if err == nil && !info.Mode().IsRegular() {
+		err = fmt.Errorf("memstore: %s is not a regular file", name)
+	}
+	if err != nil {
+		f.Close()
+		return nil, 0, err
+	}
+	return f, info.Size(), nil
+}
+
+// replay applies the log f to m. A log that holds no record is stale: a
+// store that was opened and closed, or killed, before it recorded anything
+// left it, and every such restart would leave one more.
+func (d *restoredDir) replay(m *MemStore, f dirFile) error {
+	name := filepath.Join(d.dir, f.name)
+	// Opened for writing, to be synced: Windows syncs only a file open for
+	// writing.
+	file, size, err := openRegular(name, os.O_RDWR)
+	if err != nil {
+		return err
+	}
+	defer file.Close()
+	check := d.check(f)
+	records := false
+	torn, err := readLog(file, size, func(h logHeader) error { return check(h.version, h.store) }, func(c change) {
+		d.replayed, records = true, true
+		token := string(c.token)
+		if !c.put || errors.Is(m.Commit(token, c.data, time.Unix(0, c.expiry)), ErrTooLarge) {
+			m.Delete(token) // a session too large for the cap replaced the older one
+		}
+	})
+	if err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	// A crash of the process leaves the log's last records in the page
+	// cache, not on disk: they are about to be served, and a new log to
+	// follow them, so they must not be lost to a power cut after.
+	if err := file.Sync(); err != nil {
+		return err
+	}
+	if torn {
+		d.torn++
+	}
+	if !records {
+		d.stale = append(d.stale, f.name)
+	} else {
+		d.older += size
+		d.owned = append(d.owned, f.name)
+	}
+	return nil
+}
