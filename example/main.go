@@ -44,7 +44,7 @@
 //	go run . -dir /tmp/sessions
 //
 // /debug/vars serves the expvar variables, among them the store's Stats
-// under the name "memstore".
+// under the name "memstore" (the last disk error as its text).
 //
 // It is a module of its own, requiring scs and memstore only, so that
 // running it fetches scs and nothing else and builds with the Go version
@@ -147,7 +147,7 @@ func main() {
 	}
 	// Published here, once per process: expvar.Publish panics if a name is
 	// published twice.
-	expvar.Publish("memstore", expvar.Func(func() any { return store.Stats() }))
+	expvar.Publish("memstore", expvar.Func(func() any { return published(store.Stats()) }))
 
 	if err := run(ctx, cfg, store, logger); err != nil {
 		logger.Print(err)
@@ -284,4 +284,21 @@ func run(ctx context.Context, cfg config, store *memstore.MemStore, logger *log.
 	}
 	logger.Print("stopped")
 	return nil
+}
+
+// statsVar is a store's Stats as /debug/vars shows them: the last disk error
+// as its text, "" for none, where encoding/json would show an error value
+// as {}.
+type statsVar struct {
+	memstore.Stats
+	LastDiskError string
+}
+
+// published returns st as /debug/vars shows it.
+func published(st memstore.Stats) statsVar {
+	v := statsVar{Stats: st}
+	if st.LastDiskError != nil {
+		v.LastDiskError = st.LastDiskError.Error()
+	}
+	return v
 }

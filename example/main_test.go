@@ -776,3 +776,27 @@ func (p *process) stop(t *testing.T, sig os.Signal) {
 		t.Fatalf("exited with status %d after %v, want 0; log:\n%s", code, sig, p.log())
 	}
 }
+
+// TestPublishedStatsShowTheDiskError checks that /debug/vars shows the last
+// disk error as its text and when it happened, which an operator reads to
+// learn why Stats.DiskErrors grows.
+func TestPublishedStatsShowTheDiskError(t *testing.T) {
+	t.Parallel()
+	at := time.Date(2026, 12, 5, 9, 30, 0, 0, time.UTC)
+	st := memstore.Stats{DiskErrors: 1, LastDiskError: errors.New("write log.0000000000000002: no space left on device"), LastDiskErrorAt: at}
+	b, err := json.Marshal(published(st))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got map[string]any
+	if err := json.Unmarshal(b, &got); err != nil {
+		t.Fatal(err)
+	}
+	if got["LastDiskError"] != st.LastDiskError.Error() || got["LastDiskErrorAt"] != at.Format(time.RFC3339Nano) || got["DiskErrors"] != 1.0 {
+		t.Fatalf("published %s; want the error's text, its time and the count", b)
+	}
+	b, _ = json.Marshal(published(memstore.Stats{}))
+	if !strings.Contains(string(b), `"LastDiskError":""`) {
+		t.Fatalf("published %s for no error; want LastDiskError \"\"", b)
+	}
+}
