@@ -63,9 +63,13 @@ type MemStore struct {
 
 	tail tail // where records are written; its own lock, taken after mu when both are
 
-	// Read by Find without a lock; replaced or changed under mu.
+	// Read by Find without a lock; replaced or changed under mu. The pads
+	// keep them off the cache lines that every Commit writes (tail.mu and
+	// mu), so that Finds on other cores do not miss on them.
+	_     [cacheLine]byte
 	table atomic.Pointer[table]    // the index: see index.go
 	dir   atomic.Pointer[chunkDir] // the chunks records are in, by id
+	_     [cacheLine]byte
 
 	mu           sync.RWMutex        // writers hold it; walks over the index share it
 	walks        int                 // walks in progress: the table does not shrink meanwhile
@@ -80,6 +84,10 @@ type MemStore struct {
 	removed      map[string]struct{} // tokens removed while a ReadFrom ran: see noteRemovalLocked
 	counters     counters            // what Stats reports beyond the sizes
 }
+
+// cacheLine is the size of a cache line on the processors Go runs on, or
+// more.
+const cacheLine = 128
 
 // maxSession is the largest record a store holds (alone in its chunk), so
 // that a chunk's size and accounting fit in an int on every platform.

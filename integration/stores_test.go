@@ -3,6 +3,7 @@
 package integration
 
 import (
+	"path/filepath"
 	"reflect"
 	"sync"
 	"testing"
@@ -231,7 +232,8 @@ func inProcessStores() []storeKind {
 // session: the kit deletes every session it commits, and a Delete is on disk
 // before it returns.
 func openDurable(tb testing.TB) storetest.Store {
-	dir := tb.TempDir()
+	dir := filepath.Join(tb.TempDir(), "store") // Open makes it 0700: it refuses a directory others can reach
+
 	m := openDir(tb, dir)
 	tb.Cleanup(func() {
 		if closeDir(tb, m, dir) != nil || tb.Failed() {
