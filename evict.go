@@ -3,15 +3,10 @@
 package memstore
 
 import (
-	"errors"
 	"slices"
 	"sort"
 	"time"
 )
-
-// ErrTooLarge is wrapped by the error Commit returns for a session larger
-// than the whole cap set by WithMaxBytes, or than the most a store holds.
-var ErrTooLarge = errors.New("memstore: session larger than the store's byte cap")
 
 // WithMaxBytes caps the memory the store holds at n bytes: its chunks, with
 // the bytes of live sessions, dead ones not yet reclaimed and room not yet

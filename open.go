@@ -16,11 +16,6 @@ import (
 	"time"
 )
 
-// ErrDirPermissions is wrapped by the error of Open when dir lets users
-// other than its owner read, write or enter it: its sessions are
-// credentials. The error names the mode and the command that fixes it.
-var ErrDirPermissions = errors.New("memstore: directory open to other users")
-
 // Open returns a store that holds its sessions in memory, as New does, and
 // also in the directory dir, so that they survive a crash of the process or
 // the machine. dir is created, with mode 0700, if missing; an existing dir

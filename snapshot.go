@@ -6,14 +6,12 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"hash/crc32"
 	"io"
 	"math"
 	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"time"
 	"unicode/utf8"
@@ -57,13 +55,6 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 // latestUnixNano is the latest time whose Unix nanoseconds fit in an int64,
 // in 2262. A session committed to live longer is saved as expiring then.
 var latestUnixNano = time.Unix(0, math.MaxInt64)
-
-// ErrBadSnapshot is wrapped by every error of ReadFrom and ReadFile that
-// comes from the input not being a valid snapshot: a bad magic number, an
-// unknown version, a truncation, a checksum mismatch or an impossible length.
-// Test for it with errors.Is. When it is returned the store is unchanged.
-// Open wraps it too, when a file of its directory is damaged.
-var ErrBadSnapshot = errors.New("memstore: bad snapshot")
 
 // WriteTo writes a snapshot of every unexpired session to w, in the format
 // described in FORMAT.md, and returns the number of bytes written. It
@@ -713,26 +704,4 @@ func tempPrefix(base string) string {
 		cut--
 	}
 	return base[:cut]
-}
-
-// syncDir makes a rename in dir durable: until the directory itself is
-// synced, a crash can undo the rename even though the file's data is on disk.
-func syncDir(dir string) error {
-	if runtime.GOOS == "windows" {
-		return nil // Windows offers no way to sync a directory
-	}
-	return syncOpened(dir, os.O_RDONLY)
-}
-
-// syncOpened opens name with flag, syncs it and closes it.
-func syncOpened(name string, flag int) error {
-	f, err := os.OpenFile(name, flag, 0)
-	if err != nil {
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
 }
