@@ -21,7 +21,8 @@ const defaultSyncInterval = time.Second
 // the time a write and an fsync take). The default is one second, as Redis's
 // appendfsync everysec. A d of 0 or less makes every Commit wait until it is
 // on disk, concurrent Commits sharing one fsync. Delete is always on disk
-// before it returns, whatever d. New ignores this option.
+// before it returns, whatever d. Only Open uses it: New accepts it and
+// ignores it, as a store from New writes nothing to disk.
 func WithSyncInterval(d time.Duration) Option {
 	return func(m *MemStore) { m.syncInterval = max(d, 0) }
 }

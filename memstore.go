@@ -13,8 +13,8 @@ import (
 	"time"
 )
 
-// MemStore is an in-memory session store. Create one with New; the zero value
-// is not usable. All methods are safe for concurrent use, and all of them keep
+// MemStore is an in-memory session store. Create one with New or Open; the
+// zero value is not usable. All methods are safe for concurrent use, and all of them keep
 // working after Close.
 type MemStore struct {
 	epoch     time.Time    // the zero of the store's monotonic clock: deadlines count from it
@@ -119,7 +119,10 @@ func (m *MemStore) startJanitor(cleanupInterval time.Duration) {
 	}
 }
 
-// Option configures a store; pass options to New or Open.
+// Option configures a store; pass options to New or Open. New and Open
+// apply every option in order, a later one overriding an earlier one of
+// the same kind, and skip a nil Option. New ignores WithSyncInterval, as
+// its stores write nothing to disk.
 type Option func(*MemStore)
 
 // Find returns the data of the session with the given token. A token that is
