@@ -13,17 +13,6 @@ import (
 	"weak"
 )
 
-// ErrNotDurable is wrapped by the error of a Delete, or of a Commit under a
-// sync interval of 0, that changed the store in memory but could not put the
-// change on disk: a write or fsync failed (the disk is full, say), or the
-// store was closed. The store keeps serving from memory, and it catches up on
-// disk once the disk works again.
-var ErrNotDurable = errors.New("memstore: change not on disk")
-
-// ErrLocked is wrapped by the error of Open when another open store, in this
-// process or another, holds the directory.
-var ErrLocked = errors.New("memstore: directory in use by another store")
-
 // defaultSyncInterval is Redis's appendfsync everysec.
 const defaultSyncInterval = time.Second
 
@@ -32,7 +21,8 @@ const defaultSyncInterval = time.Second
 // the time a write and an fsync take). The default is one second, as Redis's
 // appendfsync everysec. A d of 0 or less makes every Commit wait until it is
 // on disk, concurrent Commits sharing one fsync. Delete is always on disk
-// before it returns, whatever d. New ignores this option.
+// before it returns, whatever d. Only Open uses it: New accepts it and
+// ignores it, as a store from New writes nothing to disk.
 func WithSyncInterval(d time.Duration) Option {
 	return func(m *MemStore) { m.syncInterval = max(d, 0) }
 }

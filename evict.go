@@ -3,51 +3,30 @@
 package memstore
 
 import (
-	"errors"
 	"slices"
 	"sort"
 	"time"
 )
 
-// ErrTooLarge is wrapped by the error Commit returns for a session larger
-// than the whole cap set by WithMaxBytes, or than the most a store holds.
-var ErrTooLarge = errors.New("memstore: session larger than the store's byte cap")
-
-// WithMaxBytes caps the memory the store holds at n bytes: its chunks, with
-// the bytes of live sessions, dead ones not yet reclaimed and room not yet
-// written, and its index, at the size of its table (24 bytes a slot, at
-// least a third of the slots free) and, while the table is more than half
-// full, a share of the larger one it will grow into. Stats reports that
-// figure as Bytes. An n of zero or less means no cap, the default.
+// WithMaxBytes caps the memory a store holds at n bytes: its chunks, counting
+// the bytes of live sessions, of dead ones not yet reclaimed and the room not
+// yet written, and its index. Stats reports that figure as Bytes. An n of
+// zero or less means no cap, the default. New and Open both apply it.
 //
-// A Commit that would take the store past the cap first reclaims dead bytes,
-// by compacting a chunk at least half dead; then removes expired sessions;
-// then evicts the live sessions nearest their expiry, sampled as Redis's
-// volatile-ttl policy does. One session larger than the whole cap is refused
-// with ErrTooLarge.
+// A Commit that would take the store past the cap makes room first: it
+// reclaims dead bytes, then removes expired sessions, then evicts the live
+// sessions nearest their expiry, sampled as Redis's volatile-ttl policy does.
+// A session larger than the whole cap is refused with an error wrapping
+// ErrTooLarge, and the store is left as it was. For a session of up to
+// 4 KiB, making room holds the writers' lock for tens of microseconds at
+// most, and evicts at most one chunk's sessions, no more than 1/64 of the cap.
 //
-// Making room costs a few sessions sampled and removed and, now and then, a
-// chunk compacted: a copy of at most 64 KiB (or 1/64 of the cap, if less),
-// and an index update per record moved. A removal frees bytes only once its
-// chunk is compacted, so when no chunk is half dead after 16 rounds of
-// removals, the next removal compacts its own chunk at once, taking with it
-// the sessions there that expire no later (sessions written together expire
-// together). For a session of up to 4 KiB, which needs less room than a
-// compaction frees, the worst case of a Commit is thus 48 rounds of sampling
-// and one chunk's compaction under the lock, tens of microseconds, and up to
-// a chunk's sessions evicted (1/64 of the cap at most). A larger session,
-// held in a chunk of its own, makes room for all its bytes the same way, a
-// chunk at a time.
-//
-// Commit copies a session's bytes before it takes the lock, and they count
-// once it publishes them, so the bytes of Commits in flight are outside
-// the reckoning: when sessions are so large that a few of them fill the cap,
-// Bytes can pass it, for as long as those Commits take, by up to one chunk,
-// or one session of its own chunk, per Commit in flight. In a store from
-// Open, the records waiting for the log's writer keep their chunks alive,
-// evicted or compacted or not: up to an eighth of the cap more (at least
-// 512 KiB), and up to 16 MiB while the disk falls behind; the writer's
-// buffer takes up to 512 KiB besides.
+// Bytes can pass the cap for as long as Commits are in flight: their bytes
+// count once they are published, up to one chunk, or one session of its own
+// chunk, per Commit in flight. In a store from Open, the records waiting for
+// the log's writer keep their chunks alive: up to an eighth of the cap more
+// (at least 512 KiB), up to 16 MiB while the disk falls behind, and the
+// writer's buffer of up to 512 KiB besides.
 func WithMaxBytes(n int64) Option {
 	return func(m *MemStore) { m.maxBytes = max(n, 0) }
 }

@@ -167,29 +167,3 @@ func pause(d time.Duration, stop <-chan struct{}) bool {
 		return true
 	}
 }
-
-// Close stops the janitor and returns once its goroutine has exited: a sweep
-// in progress stops after the batch it is on. It is safe to call more than
-// once and from several goroutines at a time.
-//
-// Of a store from Open, Close also writes and syncs the changes not on disk
-// yet, waits for a rewrite in progress (or writes the sessions afresh, if a
-// disk error lost changes since the last), closes the files and releases
-// the directory. It returns the first error met, wrapping ErrNotDurable if
-// changes are missing from the disk; every later call returns the same.
-// Otherwise Close returns nil.
-//
-// After Close every method keeps working in memory and Find still hides
-// expired sessions; only the background removal of expired sessions stops,
-// and a store from Open records nothing more: Delete, and Commit under a sync
-// interval of 0, then return an error wrapping ErrNotDurable.
-func (m *MemStore) Close() error {
-	if m.janitor != nil {
-		m.janitor.stop()
-		<-m.janitor.exited
-	}
-	if m.log != nil {
-		return m.log.close()
-	}
-	return nil
-}

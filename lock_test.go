@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: MIT
+
 //go:build darwin || dragonfly || freebsd || linux || netbsd || openbsd
 
 package memstore_test

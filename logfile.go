@@ -10,6 +10,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 )
@@ -329,4 +330,43 @@ func zerosFrom(f *os.File, off, size int64) (bool, error) {
 		}
 	}
 	return true, nil
+}
+
+// createLog creates the log of generation gen in dir, with its start for
+// store id, synced, its directory entry too. On an error it leaves nothing
+// behind.
+func createLog(dir string, gen uint64, id storeID) (*os.File, error) {
+	f, err := newLogFile(dir, gen)
+	if err != nil {
+		return nil, err
+	}
+	if err := writeLogStart(f, dir, id); err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return nil, err
+	}
+	return f, nil
+}
+
+// newLogFile creates the file of the log of generation gen in dir, empty.
+// O_EXCL fails on any entry by its name, a link included.
+func newLogFile(dir string, gen uint64) (*os.File, error) {
+	if gen > maxGen {
+		return nil, fmt.Errorf("memstore: %s: no generation left after %x", dir, uint64(maxGen))
+	}
+	name := filepath.Join(dir, fileName(logFile, gen))
+	return os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL|os.O_APPEND|noFollow, 0o600)
+}
+
+// writeLogStart writes the start of a log of store id to f, a new file in
+// dir, and syncs it and its directory entry.
+func writeLogStart(f *os.File, dir string, id storeID) error {
+	_, err := f.Write(appendLogStart(nil, id))
+	if err == nil {
+		err = f.Sync()
+	}
+	if err == nil {
+		err = syncDir(dir)
+	}
+	return err
 }

@@ -1,38 +1,5 @@
 // SPDX-License-Identifier: MIT
 
-// Package memstore is an in-memory session store for the scs session manager
-// (github.com/alexedwards/scs/v2), and for the original scs engine API.
-//
-//	sessionManager := scs.New()
-//	sessionManager.Store = memstore.New(time.Minute)
-//
-// A MemStore holds its sessions in the memory of one process and removes
-// expired ones with a background janitor. Find takes no lock; writers take
-// turns on one. Three things are worth knowing before using it.
-//
-// Slices are shared. Commit copies the caller's bytes; Find and All return
-// the stored bytes themselves, without copying. Treat them as read-only.
-// They stay valid for as long as the caller keeps them, whatever happens to
-// the session afterwards.
-//
-// Expiry is counted on the monotonic clock. At Commit the store turns the
-// expiry into a remaining lifetime, against the wall clock, and counts it
-// down on the monotonic clock from then on, so a step of the wall clock moves
-// no deadline. That clock stops while the machine is suspended, and a session
-// outlives its expiry by that time. Find never returns an expired session.
-//
-// Close stops the janitor. Every method keeps working after Close; only the
-// background removal of expired sessions stops.
-//
-// A store from Open keeps its sessions in a directory as well, in an
-// append-only log synced every second, with Delete on disk before it
-// returns, so that they survive a crash; Find still reads memory alone.
-//
-// The store costs the garbage collector nothing per session: tokens and data
-// are written side by side into large byte slices, and the index that finds
-// them, a table keyed by a hash of the token, holds no pointers, so a
-// million sessions add nothing for the collector to mark. The README has the
-// long form: the byte cap, snapshots, monitoring and measurements.
 package memstore
 
 import (
@@ -46,8 +13,8 @@ import (
 	"time"
 )
 
-// MemStore is an in-memory session store. Create one with New; the zero value
-// is not usable. All methods are safe for concurrent use, and all of them keep
+// MemStore is an in-memory session store. Create one with New or Open; the
+// zero value is not usable. All methods are safe for concurrent use, and all of them keep
 // working after Close.
 type MemStore struct {
 	epoch     time.Time    // the zero of the store's monotonic clock: deadlines count from it
@@ -107,6 +74,32 @@ func New(cleanupInterval time.Duration, opts ...Option) *MemStore {
 	return m
 }
 
+// Close stops the janitor and returns once its goroutine has exited: a sweep
+// in progress stops after the batch it is on. It is safe to call more than
+// once and from several goroutines at a time.
+//
+// Of a store from Open, Close also writes and syncs the changes not on disk
+// yet, waits for a rewrite in progress (or writes the sessions afresh, if a
+// disk error lost changes since the last), closes the files and releases
+// the directory. It returns the first error met, wrapping ErrNotDurable if
+// changes are missing from the disk; every later call returns the same.
+// Otherwise Close returns nil.
+//
+// After Close every method keeps working in memory and Find still hides
+// expired sessions; only the background removal of expired sessions stops,
+// and a store from Open records nothing more: Delete, and Commit under a sync
+// interval of 0, then return an error wrapping ErrNotDurable.
+func (m *MemStore) Close() error {
+	if m.janitor != nil {
+		m.janitor.stop()
+		<-m.janitor.exited
+	}
+	if m.log != nil {
+		return m.log.close()
+	}
+	return nil
+}
+
 // newStore returns an empty store with opts applied, with no goroutine.
 func newStore(opts []Option) *MemStore {
 	m := &MemStore{
@@ -134,7 +127,10 @@ func (m *MemStore) startJanitor(cleanupInterval time.Duration) {
 	}
 }
 
-// Option configures a store; pass options to New or Open.
+// Option configures a store; pass options to New or Open. New and Open
+// apply every option in order, a later one overriding an earlier one of
+// the same kind, and skip a nil Option. New ignores WithSyncInterval, as
+// its stores write nothing to disk.
 type Option func(*MemStore)
 
 // Find returns the data of the session with the given token. A token that is

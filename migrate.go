@@ -3,16 +3,10 @@
 package memstore
 
 import (
-	"errors"
 	"fmt"
 	"iter"
 	"time"
 )
-
-// ErrCopyIncomplete is wrapped, together with the target's own error, by the
-// error of a CopyTo that the target store stopped: it says that some
-// sessions were not copied.
-var ErrCopyIncomplete = errors.New("memstore: copy incomplete")
 
 // Session is one session as Sessions yields it.
 //

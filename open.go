@@ -16,90 +16,47 @@ import (
 	"time"
 )
 
-// ErrDirPermissions is wrapped by the error of Open when dir lets users
-// other than its owner read, write or enter it: its sessions are
-// credentials. The error names the mode and the command that fixes it.
-var ErrDirPermissions = errors.New("memstore: directory open to other users")
-
 // Open returns a store that holds its sessions in memory, as New does, and
 // also in the directory dir, so that they survive a crash of the process or
-// the machine. dir is created, with mode 0700, if missing; an existing dir
-// must have no permission bit for group or others (mode 0700, say): Open
-// refuses any other with an error wrapping ErrDirPermissions that names the
-// mode and the fix, as PostgreSQL refuses a data directory others can
-// reach. Open first restores what dir holds, skipping sessions that have
-// expired meanwhile; then the store records every change in an append-only
-// log in dir. Find and All read memory alone, as in New's stores.
+// the machine. It restores what dir holds, skipping expired sessions, then
+// records every change in an append-only log there. Find and All read memory
+// alone.
+//
+// dir is created with mode 0700 if missing. An existing dir must give group
+// and others no permission: its sessions are credentials, and Open refuses
+// any other with an error wrapping ErrDirPermissions that names the fix.
 //
 // Commit returns once the change is in memory, and it is on disk within the
 // sync interval (see WithSyncInterval). Delete returns once the deletion is
-// on disk, so that a session a user logged out of, or that a token renewal
-// replaced, never comes back after a crash. That costs an fsync, shared by
-// the Deletes made meanwhile: milliseconds on a disk without a write cache,
-// less than the password check of a login. A Delete records its token even
-// when the store does not hold it, since the session may have been evicted
-// from memory and still be on disk.
+// on disk, so that a session a user logged out of never comes back after a
+// crash. Evictions under WithMaxBytes are not recorded: after a crash an
+// evicted session may come back.
 //
-// If the disk fails (a write or fsync fails, or it is full) the store keeps
-// serving from memory, counts the failure in Stats.DiskErrors, keeps the
-// error and its time in Stats.LastDiskError and Stats.LastDiskErrorAt, and
-// Delete and, with a sync interval of 0, Commit return an error wrapping
-// ErrNotDurable. Every second it tries again, by writing the sessions
-// afresh; once that succeeds the disk has caught up. Nothing already on disk
-// is lost or damaged meanwhile. A disk full, or failing, as Open starts is
-// met the same way: Open restores what dir holds and the store serves it.
-// (Open fails if it cannot create a file in dir at all: read-only, say.)
+// If the disk fails or is full, the store keeps serving from memory, reports
+// the failure in Stats, and Delete, and Commit under a sync interval of 0,
+// return an error wrapping ErrNotDurable. It tries again every second and
+// catches up once the disk works; nothing already on disk is lost. Open
+// fails only if it cannot create a file in dir at all.
 //
-// The janitor's removals of expired sessions are not recorded: a restore
-// skips expired sessions anyway. Nor are evictions under WithMaxBytes: after
-// a crash an evicted session may come back, to be evicted again if room is
-// short.
-//
-// The log grows with every change. When it passes twice the size of the
-// live sessions plus 64 MiB, a background rewrite writes the live sessions
-// as a new base, a snapshot in the format of WriteFile, starts a new log, and
-// deletes the files before them; a restart does so too, so that Open does not
-// replay the same log again and again. Requests do not wait for a rewrite.
-// So dir holds, besides a rewrite in progress, at most a base and a log each
-// about the live sessions' size when written, the log up to twice plus
-// 64 MiB: no more than about three times the live sessions' size on disk,
-// plus 64 MiB, and a new base's worth more while a rewrite runs.
-//
-// The directory is the store's alone. Each file the store writes carries
-// the directory's identity, fixed when it is first used, and Open refuses a
-// file of another store (copied in from elsewhere, say) with an error
-// wrapping ErrBadSnapshot that names it. The store removes only files it
-// wrote, follows no symbolic link, and leaves every other file alone; an
-// entry by the name of one of its files that is not a regular file is left
-// alone too, and the store names its next files past it. FORMAT.md
-// describes the files.
-//
-// A crash at any moment, a rewrite's included, leaves dir in a state Open
-// restores. A record cut short by a crash at the end of a log is dropped and
-// counted in Stats.TornRecords; a bad record anywhere else means damage: Open
-// then fails with an error wrapping ErrBadSnapshot that names the file and
-// the offset, and changes nothing in dir. The README says how to recover
-// from damage.
+// A crash at any moment leaves dir in a state Open restores: a record cut
+// short at the end of a log is dropped and counted in Stats.TornRecords. Any
+// other damage, or a file of another store, fails Open with an error wrapping
+// ErrBadSnapshot that names the file, and changes nothing in dir. The store
+// removes only files it wrote and follows no symbolic link. A background
+// rewrite keeps dir within about three times the live sessions' size plus
+// 64 MiB; requests do not wait for it. FORMAT.md describes the files.
 //
 // Open reads its files in a stream: beyond the sessions it restores, it
-// needs the set of the tokens of the base it restores, about 70 bytes a
-// session, and a buffer as large as the largest session, or 64 KiB (104 MB
-// at the peak for a base of 1,000,000 sessions, measured); a file of any
-// size that is not what it should be is refused without being held in
-// memory.
+// needs about 70 bytes a session and a buffer the size of the largest one.
 //
-// Only one open store may hold dir at a time: a second Open of it, in this
-// process or another, fails with an error wrapping ErrLocked. The lock is an
-// advisory lock on dir itself (an flock; on Windows, dir/LOCK opened
-// without sharing), which no file removed or replaced in dir can release,
-// and which the operating system releases when the process ends, however it
-// ends. Open is available on Linux, macOS, the BSDs and Windows; elsewhere
-// it returns an error.
+// One open store holds dir at a time: a second Open of it, in this process or
+// another, fails with an error wrapping ErrLocked until the first is closed
+// or its process ends. Open works on Linux, macOS, the BSDs and Windows, and
+// returns an error elsewhere. An Open that fails releases dir and returns a
+// nil store.
 //
-// Close writes and syncs what is not on disk yet, waits for a rewrite in
-// progress or does one that is due, and releases dir; after Close the store
-// keeps working in memory, but records nothing (see Close). An Open that
-// fails releases dir and returns a nil store.
+// Close puts on disk what is not there yet and releases dir; after Close the
+// store keeps working in memory but records nothing (see Close).
 func Open(dir string, cleanupInterval time.Duration, opts ...Option) (*MemStore, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err

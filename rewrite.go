@@ -23,45 +23,6 @@ import (
 // and the logs since, all replayed; a crash after it leaves base G+1, and
 // the older files are deleted by the next Open.
 
-// createLog creates the log of generation gen in dir, with its start for
-// store id, synced, its directory entry too. On an error it leaves nothing
-// behind.
-func createLog(dir string, gen uint64, id storeID) (*os.File, error) {
-	f, err := newLogFile(dir, gen)
-	if err != nil {
-		return nil, err
-	}
-	if err := writeLogStart(f, dir, id); err != nil {
-		f.Close()
-		os.Remove(f.Name())
-		return nil, err
-	}
-	return f, nil
-}
-
-// newLogFile creates the file of the log of generation gen in dir, empty.
-// O_EXCL fails on any entry by its name, a link included.
-func newLogFile(dir string, gen uint64) (*os.File, error) {
-	if gen > maxGen {
-		return nil, fmt.Errorf("memstore: %s: no generation left after %x", dir, uint64(maxGen))
-	}
-	name := filepath.Join(dir, fileName(logFile, gen))
-	return os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL|os.O_APPEND|noFollow, 0o600)
-}
-
-// writeLogStart writes the start of a log of store id to f, a new file in
-// dir, and syncs it and its directory entry.
-func writeLogStart(f *os.File, dir string, id storeID) error {
-	_, err := f.Write(appendLogStart(nil, id))
-	if err == nil {
-		err = f.Sync()
-	}
-	if err == nil {
-		err = syncDir(dir)
-	}
-	return err
-}
-
 // startRewrite writes the sessions afresh as a base, in the background; run
 // collects the result from l.rewritten. It first starts generation l.gen+1
 // (its log created, the records pending written to the current one, and the

@@ -6,14 +6,12 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"hash/crc32"
 	"io"
 	"math"
 	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"time"
 	"unicode/utf8"
@@ -58,13 +56,6 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 // in 2262. A session committed to live longer is saved as expiring then.
 var latestUnixNano = time.Unix(0, math.MaxInt64)
 
-// ErrBadSnapshot is wrapped by every error of ReadFrom and ReadFile that
-// comes from the input not being a valid snapshot: a bad magic number, an
-// unknown version, a truncation, a checksum mismatch or an impossible length.
-// Test for it with errors.Is. When it is returned the store is unchanged.
-// Open wraps it too, when a file of its directory is damaged.
-var ErrBadSnapshot = errors.New("memstore: bad snapshot")
-
 // WriteTo writes a snapshot of every unexpired session to w, in the format
 // described in FORMAT.md, and returns the number of bytes written. It
 // implements io.WriterTo. It neither closes nor retains w.
@@ -106,45 +97,33 @@ func (m *MemStore) WriteTo(w io.Writer) (int64, error) {
 
 // ReadFrom reads a snapshot written by WriteTo from r, up to EOF, and adds
 // its sessions to the store. It returns the number of bytes read and
-// implements io.ReaderFrom. It does not retain r: the store keeps copies.
-// An input whose first 9 bytes are not a snapshot's magic number and a
-// version this package reads is rejected as soon as they are read, without
-// reading on; any other input is read no further than the first byte that
-// shows it is not a snapshot. ReadFrom reads the snapshots of every earlier
-// version too, and whichever store wrote them.
+// implements io.ReaderFrom. It does not retain r: the store keeps copies. It
+// reads the snapshots of every earlier format version, whichever store wrote
+// them.
 //
-// It is all or nothing. ReadFrom reads and checks the whole snapshot, its
-// checksum included, before it adds anything: if r fails, or what it holds is
-// not a valid snapshot (the error then wraps ErrBadSnapshot), the store is
-// left exactly as it was.
+// It is all or nothing: ReadFrom checks the whole snapshot, its checksum
+// included, before it adds anything. If r fails, or its input is not a valid
+// snapshot (the error then wraps ErrBadSnapshot), the store is left exactly
+// as it was. An input whose first 9 bytes are not a snapshot's is rejected
+// without reading on.
 //
 // Sessions that have expired since the snapshot was written are skipped. A
-// token the store already holds keeps the store's session, even an expired
-// one, as the store's is the more recent. Of a token the snapshot holds
-// twice, only the first session counts, whatever becomes of it: WriteTo
-// writes the newer first, and the older, a session since deleted, never comes
-// back, even when the newer has expired, is too large for the store's cap or
-// is evicted by the sessions restored after it. Under a cap set by
-// WithMaxBytes, restored sessions take room like committed ones, evicting
-// others if need be, and a session larger than the whole cap is skipped.
+// token the store holds when ReadFrom begins, or that is committed meanwhile,
+// keeps the store's session, or stays gone if the store's session is
+// deleted or removed meanwhile. Of a token the snapshot holds twice, only the first session
+// counts. Under a cap set by WithMaxBytes, restored sessions take room as
+// committed ones do, and a session larger than the whole cap is skipped.
 //
-// ReadFrom reads r in a stream, a piece at a time: no length read from the
-// input makes it allocate more than the bytes that have actually arrived.
-// Until the checksum is checked it holds the sessions to restore in the
-// store's memory, unpublished and outside Stats.Bytes and the cap, plus
-// about 100 bytes per session to publish them; those of a failed read are
-// freed.
+// ReadFrom reads r in a stream. Until the checksum is checked it holds the
+// sessions to restore in the store's memory, outside Stats.Bytes and the cap,
+// plus about 100 bytes a session; no length read from the input makes it
+// allocate more than the bytes that have arrived.
 //
-// ReadFrom adds the sessions in short batches, so requests can run while it
-// restores a large snapshot. A token the store held when ReadFrom began, or
-// that is committed meanwhile, keeps the store's session, or stays gone if
-// that session is deleted, evicted or removed as expired meanwhile: the
-// snapshot's copy never takes its place. ReadFrom works after Close.
-//
-// In a store from Open, the sessions restored are recorded as Commits are:
-// under a sync interval of 0, ReadFrom returns once they are on disk, or an
-// error wrapping ErrNotDurable, the sessions restored in memory all the
-// same.
+// ReadFrom adds the sessions in short batches, so requests go on while it
+// restores a large snapshot. It works after Close. In a store from Open, the
+// sessions restored are recorded as Commits are: under a sync interval of 0,
+// ReadFrom returns once they are on disk, or an error wrapping
+// ErrNotDurable, the sessions restored in memory all the same.
 func (m *MemStore) ReadFrom(r io.Reader) (int64, error) {
 	return m.readFrom(r, -1)
 }
@@ -713,26 +692,4 @@ func tempPrefix(base string) string {
 		cut--
 	}
 	return base[:cut]
-}
-
-// syncDir makes a rename in dir durable: until the directory itself is
-// synced, a crash can undo the rename even though the file's data is on disk.
-func syncDir(dir string) error {
-	if runtime.GOOS == "windows" {
-		return nil // Windows offers no way to sync a directory
-	}
-	return syncOpened(dir, os.O_RDONLY)
-}
-
-// syncOpened opens name with flag, syncs it and closes it.
-func syncOpened(name string, flag int) error {
-	f, err := os.OpenFile(name, flag, 0)
-	if err != nil {
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
 }

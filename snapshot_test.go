@@ -10,7 +10,6 @@ import (
 	"hash/crc32"
 	"io"
 	"io/fs"
-	"log"
 	"maps"
 	"math"
 	"math/rand/v2"
@@ -862,40 +861,6 @@ func mustHoldIgnoring(t *testing.T, m *memstore.MemStore, want map[string][]byte
 	if n := m.Len(); len(unsure) == 0 && n != len(want) {
 		t.Fatalf("Len = %d; want %d", n, len(want))
 	}
-}
-
-// Sessions saved at shutdown and restored at start: a restart logs nobody out.
-func ExampleMemStore_WriteFile() {
-	dir, err := os.MkdirTemp("", "memstore-example")
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer os.RemoveAll(dir)
-	name := filepath.Join(dir, "sessions.snapshot")
-
-	// At start. A missing file only means that nothing was saved yet; a bad
-	// one is worth stopping for rather than logging every user out.
-	store := memstore.New(time.Minute)
-	if err := store.ReadFile(name); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		log.Fatal(err)
-	}
-	store.Commit("token", []byte("alice"), time.Now().Add(time.Hour))
-
-	// At shutdown, once the HTTP server has shut down.
-	store.Close()
-	if err := store.WriteFile(name); err != nil {
-		log.Fatal(err)
-	}
-
-	// The next start.
-	next := memstore.New(time.Minute)
-	defer next.Close()
-	if err := next.ReadFile(name); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		log.Fatal(err)
-	}
-	b, found, _ := next.Find("token")
-	fmt.Printf("%s %v\n", b, found)
-	// Output: alice true
 }
 
 // snapshotSessions is the store size the snapshot benchmarks use.

@@ -1,0 +1,40 @@
+// SPDX-License-Identifier: MIT
+
+package memstore
+
+import "errors"
+
+// The sentinel errors, for errors.Is. An error that wraps one adds the
+// detail in its text: the file, the offset, the mode.
+
+// ErrTooLarge is wrapped by the error Commit returns for a session larger
+// than the whole cap set by WithMaxBytes, or than the most a store holds.
+var ErrTooLarge = errors.New("memstore: session larger than the store's byte cap")
+
+// ErrNotDurable is wrapped by the error of a Delete, or of a Commit under a
+// sync interval of 0, that changed the store in memory but could not put the
+// change on disk: a write or fsync failed (the disk is full, say), or the
+// store was closed. The store keeps serving from memory, and it catches up on
+// disk once the disk works again.
+var ErrNotDurable = errors.New("memstore: change not on disk")
+
+// ErrLocked is wrapped by the error of Open when another open store, in this
+// process or another, holds the directory.
+var ErrLocked = errors.New("memstore: directory in use by another store")
+
+// ErrBadSnapshot is wrapped by every error of ReadFrom and ReadFile that
+// comes from the input not being a valid snapshot: a bad magic number, an
+// unknown version, a truncation, a checksum mismatch or an impossible length.
+// Test for it with errors.Is. When it is returned the store is unchanged.
+// Open wraps it too, when a file of its directory is damaged.
+var ErrBadSnapshot = errors.New("memstore: bad snapshot")
+
+// ErrDirPermissions is wrapped by the error of Open when dir lets users
+// other than its owner read, write or enter it: its sessions are
+// credentials. The error names the mode and the command that fixes it.
+var ErrDirPermissions = errors.New("memstore: directory open to other users")
+
+// ErrCopyIncomplete is wrapped, together with the target's own error, by the
+// error of a CopyTo that the target store stopped: it says that some
+// sessions were not copied.
+var ErrCopyIncomplete = errors.New("memstore: copy incomplete")
