@@ -9,27 +9,27 @@ import (
 	"testing"
 )
 
-// readmeFile is the README whose conformance table TestStores keeps true.
-const readmeFile = "../README.md"
+// tableFile is the document whose conformance table TestStores keeps true.
+const tableFile = "../docs/comparison.md"
 
-// conformanceHeading is the heading of the README section whose first table
-// is the conformance table: a row per storetest rule, in the order of the
-// kit's documentation, and a column per store, in the order of stores.
-const conformanceHeading = "### Conformance of the stores compared"
+// conformanceHeading is the heading of the section of tableFile whose first
+// table is the conformance table: a row per storetest rule, in the order of
+// the kit's documentation, and a column per store, in the order of stores.
+const conformanceHeading = "## Conformance of the stores compared"
 
-// conformanceTable is the README's conformance table.
+// conformanceTable is the conformance table of tableFile.
 type conformanceTable struct {
 	rules []string            // the rules, as their rows name them
 	cells map[string][]string // by rule: its cells, one per store
 }
 
-// readConformanceTable returns the README's conformance table, failing t if
+// readConformanceTable returns tableFile's conformance table, failing t if
 // it cannot find it or it does not have one column per store.
 func readConformanceTable(t *testing.T) conformanceTable {
 	t.Helper()
-	f, err := os.Open(readmeFile)
+	f, err := os.Open(tableFile)
 	if err != nil {
-		t.Fatalf("reading the README's conformance table: %v", err)
+		t.Fatalf("reading the conformance table: %v", err)
 	}
 	defer f.Close()
 	table := conformanceTable{cells: make(map[string][]string)}
@@ -48,7 +48,7 @@ func readConformanceTable(t *testing.T) conformanceTable {
 		case inTable:
 			// The table has ended.
 			if len(table.rules) == 0 {
-				t.Fatalf("%s: the table under %q has no rule rows", readmeFile, conformanceHeading)
+				t.Fatalf("%s: the table under %q has no rule rows", tableFile, conformanceHeading)
 			}
 			return table
 		default:
@@ -60,7 +60,7 @@ func readConformanceTable(t *testing.T) conformanceTable {
 		}
 		if len(cells) != len(stores)+1 {
 			t.Fatalf("%s: conformance table row %q has %d cells; want %d, the rule and one per store of stores (%d)",
-				readmeFile, line, len(cells), len(stores)+1, len(stores))
+				tableFile, line, len(cells), len(stores)+1, len(stores))
 		}
 		rows++
 		if rows <= 2 { // the header and the separator
@@ -70,7 +70,7 @@ func readConformanceTable(t *testing.T) conformanceTable {
 		table.rules = append(table.rules, rule)
 		table.cells[rule] = cells[1:]
 	}
-	t.Fatalf("%s: no table under %q", readmeFile, conformanceHeading)
+	t.Fatalf("%s: no table under %q", tableFile, conformanceHeading)
 	return table
 }
 
