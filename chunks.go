@@ -47,8 +47,7 @@ const (
 
 // chunk is one slice of records.
 type chunk struct {
-	buf []byte          // the records; its length, fixed at creation, is the chunk's size
-	_   [cacheLine]byte // keeps buf, which Find reads, off the line Commit writes below
+	buf []byte // the records; its length, fixed at creation, is the chunk's size
 
 	// Written under tail.mu, read without it.
 	used    atomic.Int64 // bytes of buf reserved so far

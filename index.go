@@ -75,9 +75,6 @@ func sizeFor(live int) int {
 	return max(minSlots, 1<<bits.Len(uint(2*live-1)))
 }
 
-// bytes returns the memory the table holds.
-func (t *table) bytes() int64 { return int64(len(t.slots)) * slotBytes }
-
 // charge returns the bytes a table of n slots holding live sessions counts
 // for in Stats.Bytes and against the cap: its size, and, once more than half
 // its slots hold sessions, as much again in proportion, up to the whole
