@@ -586,10 +586,10 @@ func TestProcessExpvar(t *testing.T) {
 }
 
 // scrape GETs the expvar page at url and returns its memstore variable.
-func scrape(t *testing.T, url string) memstore.Stats {
+func scrape(t *testing.T, url string) statsVar {
 	t.Helper()
 	var vars struct {
-		Memstore *memstore.Stats `json:"memstore"`
+		Memstore *statsVar `json:"memstore"`
 	}
 	if err := json.Unmarshal([]byte(fetch(t, newBrowser(), url)), &vars); err != nil {
 		t.Fatalf("%s: %v", url, err)
