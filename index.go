@@ -248,39 +248,32 @@ func (m *MemStore) lookupHintedLocked(h uint64, token string, hint slotHint) (i 
 // lookupLocked returns the index of the slot holding token, whose hash is
 // h, in the current table. m.mu must be held.
 func (m *MemStore) lookupLocked(h uint64, token string) (i int, found bool) {
-	t := m.table.Load()
-	if len(t.slots) == 0 {
-		return 0, false
-	}
-	for i := h & t.mask; ; i = (i + 1) & t.mask {
-		s := &t.slots[i]
-		switch s.hash() {
-		case emptyHash:
-			return 0, false
-		case h:
-			if m.tokenIs(unpackLocation(s.at.Load()), token) {
-				return int(i), true
-			}
-		}
-	}
+	return m.probeLocked(h, func(at uint64) bool { return m.tokenIs(unpackLocation(at), token) })
 }
 
 // slotAtLocked returns the index of the slot pointing at at, whose token
 // hashes to h, in the current table: a session named by its record, as the
 // sweep and eviction name those they met. m.mu must be held.
 func (m *MemStore) slotAtLocked(h uint64, at location) (i int, found bool) {
+	packed := at.pack()
+	return m.probeLocked(h, func(at uint64) bool { return at == packed })
+}
+
+// probeLocked returns the index of the first slot of the current table on
+// h's probe sequence that holds hash h and whose packed location is, by
+// match, the one sought. m.mu must be held.
+func (m *MemStore) probeLocked(h uint64, match func(at uint64) bool) (i int, found bool) {
 	t := m.table.Load()
 	if len(t.slots) == 0 {
 		return 0, false
 	}
-	packed := at.pack()
 	for i := h & t.mask; ; i = (i + 1) & t.mask {
 		s := &t.slots[i]
 		switch s.hash() {
 		case emptyHash:
 			return 0, false
 		case h:
-			if s.at.Load() == packed {
+			if match(s.at.Load()) {
 				return int(i), true
 			}
 		}
