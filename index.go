@@ -26,6 +26,12 @@ import (
 // that stayed put. Growing, shrinking and clearing tombstones build a new
 // table and publish it atomically; the old one is never written again, and a
 // reader that finds its table replaced starts over on the new one.
+//
+// A session's probe starts at its home: the slot that the top bits of its
+// hash name. So the slots hold sessions in the order of their hashes, give
+// or take a few probe steps, whatever the table's size, and a walk that
+// releases the lock between batches goes on, after a rebuild, from the hash
+// it had reached (see walk).
 
 // Hash values with a meaning of their own. Every token's hash has bit 31
 // set (see MemStore.hash), so neither is one.
@@ -34,6 +40,13 @@ const (
 	tombstoneHash = 1 // a slot whose session was removed: probes go on past it
 )
 
+// keyBits is how many bits of a token's hash tell sessions apart: bit 31,
+// always set, only tells them from emptyHash and tombstoneHash.
+const keyBits = 31
+
+// keyOf returns the bits of h that tell sessions apart, in [0, 1<<keyBits).
+func keyOf(h uint64) uint64 { return h & (1<<keyBits - 1) }
+
 // slotBytes is the size of a slot: three 8-byte words.
 const slotBytes = 24
 
@@ -41,12 +54,17 @@ const slotBytes = 24
 // no table at all.
 const minSlots = 8
 
-// tableSlot is one slot. Every word is read and written atomically, since
-// Find reads them without a lock.
+// tableSlot is one slot. Writers store its words atomically, since Find
+// loads them without a lock; writers themselves read them plainly, for every
+// store happens under MemStore.mu. (Atomic loads cost nothing more on most
+// machines, but under the race detector each costs a synchronization, which
+// made the test suite several times slower.) The words are 8-byte aligned,
+// as 64-bit atomics need on 32-bit machines: slots are 24 bytes, and a
+// slice's first element is aligned.
 type tableSlot struct {
-	meta     atomic.Uint64 // the version, odd while a writer changes the slot, in the high half; the hash in the low
-	at       atomic.Uint64 // the record's location, packed: see location.pack
-	deadline atomic.Int64  // on the store's monotonic clock (time since epoch)
+	meta     uint64 // the version, odd while a writer changes the slot, in the high half; the hash in the low
+	at       uint64 // the record's location, packed: see location.pack
+	deadline int64  // on the store's monotonic clock (time since epoch)
 }
 
 // table is one generation of the index. Its slots are read without a lock;
@@ -54,6 +72,7 @@ type tableSlot struct {
 type table struct {
 	slots []tableSlot // a power of two long, or empty
 	mask  uint64      // len(slots)-1
+	shift uint        // keyBits - log2(len(slots)): see home
 	used  int         // slots not empty: live sessions and tombstones
 	live  int         // sessions held
 }
@@ -63,8 +82,12 @@ var emptyTable = &table{}
 
 // newTable returns an empty table of n slots, a power of two.
 func newTable(n int) *table {
-	return &table{slots: make([]tableSlot, n), mask: uint64(n - 1)}
+	return &table{slots: make([]tableSlot, n), mask: uint64(n - 1), shift: keyBits + 1 - uint(bits.Len(uint(n)))}
 }
+
+// home returns the slot where the probe for hash h starts: the top bits of
+// its key.
+func (t *table) home(h uint64) uint64 { return keyOf(h) >> t.shift }
 
 // sizeFor returns the number of slots of a table built for live sessions:
 // at most half full, so that it takes half as many again before it grows.
@@ -128,12 +151,12 @@ func unpackLocation(w uint64) location {
 }
 
 // hash returns the hash the slot holds, for a writer.
-func (s *tableSlot) hash() uint64 { return s.meta.Load() & 0xffff_ffff }
+func (s *tableSlot) hash() uint64 { return s.meta & 0xffff_ffff }
 
 // read returns the slot's session, for a writer: no other writer runs, so
 // the words cannot move while they are read.
 func (s *tableSlot) read() slot {
-	return slot{at: unpackLocation(s.at.Load()), deadline: time.Duration(s.deadline.Load())}
+	return slot{at: unpackLocation(s.at), deadline: time.Duration(s.deadline)}
 }
 
 // write sets the slot's words, making the version odd meanwhile, so that a
@@ -141,12 +164,11 @@ func (s *tableSlot) read() slot {
 // after 2^31 writes to one slot, far more than a reader's few loads can
 // span.) m.mu must be held for writing.
 func (s *tableSlot) write(hash uint64, sl slot) {
-	meta := s.meta.Load()
-	version := meta >> 32
-	s.meta.Store((version+1)<<32 | meta&0xffff_ffff)
-	s.at.Store(sl.at.pack())
-	s.deadline.Store(int64(sl.deadline))
-	s.meta.Store((version+2)<<32 | hash)
+	version := s.meta >> 32
+	atomic.StoreUint64(&s.meta, (version+1)<<32|s.meta&0xffff_ffff)
+	atomic.StoreUint64(&s.at, sl.at.pack())
+	atomic.StoreInt64(&s.deadline, int64(sl.deadline))
+	atomic.StoreUint64(&s.meta, (version+2)<<32|hash)
 }
 
 // find returns the data and deadline of the session of token, whose hash
@@ -181,10 +203,10 @@ func (m *MemStore) findIn(t *table, h uint64, token string) (f found, valid bool
 	if len(t.slots) == 0 {
 		return found{i: -1}, true
 	}
-	for i := h & t.mask; ; i = (i + 1) & t.mask {
+	for i := t.home(h); ; i = (i + 1) & t.mask {
 		s := &t.slots[i]
 	again:
-		meta := s.meta.Load()
+		meta := atomic.LoadUint64(&s.meta)
 		if meta&(1<<32) != 0 {
 			runtime.Gosched() // a writer is in the middle of the slot: a few stores
 			goto again
@@ -196,10 +218,10 @@ func (m *MemStore) findIn(t *table, h uint64, token string) (f found, valid bool
 		default:
 			continue
 		}
-		at := unpackLocation(s.at.Load())
-		deadline := time.Duration(s.deadline.Load())
+		at := unpackLocation(atomic.LoadUint64(&s.at))
+		deadline := time.Duration(atomic.LoadInt64(&s.deadline))
 		c := m.chunkAt(at.chunk)
-		if s.meta.Load() != meta {
+		if atomic.LoadUint64(&s.meta) != meta {
 			goto again
 		}
 		// The slot named c while it was current, if t still is: then c
@@ -239,7 +261,7 @@ func (m *MemStore) hint(h uint64, token string) slotHint {
 // holds the token: the table is the same, and the slot's version and hash
 // have not moved since the token was compared. m.mu must be held.
 func (m *MemStore) lookupHintedLocked(h uint64, token string, hint slotHint) (i int, found bool) {
-	if hint.t != nil && hint.t == m.table.Load() && hint.t.slots[hint.i].meta.Load() == hint.meta {
+	if hint.t != nil && hint.t == m.table.Load() && hint.t.slots[hint.i].meta == hint.meta {
 		return hint.i, true
 	}
 	return m.lookupLocked(h, token)
@@ -267,13 +289,13 @@ func (m *MemStore) probeLocked(h uint64, match func(at uint64) bool) (i int, fou
 	if len(t.slots) == 0 {
 		return 0, false
 	}
-	for i := h & t.mask; ; i = (i + 1) & t.mask {
+	for i := t.home(h); ; i = (i + 1) & t.mask {
 		s := &t.slots[i]
 		switch s.hash() {
 		case emptyHash:
 			return 0, false
 		case h:
-			if match(s.at.Load()) {
+			if match(s.at) {
 				return int(i), true
 			}
 		}
@@ -301,7 +323,7 @@ func (m *MemStore) insertLocked(h uint64, s slot) {
 	if len(t.slots) == 0 || t.full() {
 		t = m.rebuildLocked(t.live + 1)
 	}
-	for i := h & t.mask; ; i = (i + 1) & t.mask {
+	for i := t.home(h); ; i = (i + 1) & t.mask {
 		switch t.slots[i].hash() {
 		case emptyHash:
 			t.used++
@@ -321,7 +343,7 @@ func (m *MemStore) deleteLocked(i int) {
 	t := m.table.Load()
 	t.slots[i].write(tombstoneHash, slot{})
 	t.live--
-	if t.live == 0 || (t.sparse() && m.walks == 0) {
+	if t.live == 0 || t.sparse() {
 		m.rebuildLocked(t.live)
 	}
 }
@@ -347,11 +369,11 @@ func (m *MemStore) rebuildLocked(live int) *table {
 			if h == emptyHash || h == tombstoneHash {
 				continue
 			}
-			j := h & t.mask
+			j := t.home(h)
 			for t.slots[j].hash() != emptyHash {
 				j = (j + 1) & t.mask
 			}
-			t.slots[j].write(h, s.read())
+			t.slots[j] = tableSlot{meta: h, at: s.at, deadline: s.deadline} // no reader sees t yet
 		}
 		t.used, t.live = old.live, old.live
 	}
@@ -371,51 +393,55 @@ func (m *MemStore) growthLocked() int64 {
 	return max(0, charge(n, t.live+1)-charge(len(t.slots), t.live))
 }
 
-// walk calls visit for every session of the current table, holding lk while
-// it does but releasing and retaking it every batchSize slots, and returns
-// the longest single hold. visit runs with lk held. Between batches, with lk
-// released, walk calls between, if not nil, and stops if it returns false.
+// walk calls visit for every session of the index, in batches: it holds
+// lk while it visits the sessions whose homes lie in batchSize slots, then
+// releases it, calls between, if not nil, and stops if it returns false. It
+// returns the longest single hold. visit runs with lk held.
 //
-// While a walk runs, the table is not rebuilt to shrink it, and a session
-// removed before the walk reaches it is not visited, one added during the
-// walk may or may not be, and every other one is visited with its slot as of
-// the visit: once, unless the table grew during the walk, which then starts
-// over on the new table, visiting again the sessions it had visited.
+// Each batch covers the hash keys from where the last one ended, in the
+// table current at that batch: since the table orders sessions by key
+// whatever its size (see home), tables rebuilt between batches neither make
+// the walk visit a token twice nor miss one. A session removed before the
+// walk reaches it is not visited, one added during the walk may or may not
+// be, and every other one is visited once, with its slot as of the visit.
 func (m *MemStore) walk(lk sync.Locker, visit func(h uint64, s slot), between func() bool) (longestHold time.Duration) {
-	m.mu.Lock()
-	m.walks++
-	m.mu.Unlock()
-	defer func() {
-		m.mu.Lock()
-		m.walks--
-		m.mu.Unlock()
-	}()
-
-	lk.Lock()
-	heldSince := time.Now()
-	t := m.table.Load()
-	for i := 0; i < len(t.slots); i++ {
-		if i > 0 && i%batchSize == 0 {
-			longestHold = max(longestHold, time.Since(heldSince))
-			lk.Unlock()
-			if between != nil && !between() {
-				return longestHold
-			}
-			lk.Lock()
-			heldSince = time.Now()
-			if cur := m.table.Load(); cur != t {
-				t, i = cur, -1 // start over: see above
-				continue
-			}
+	for from := uint64(0); from < 1<<keyBits; {
+		if from > 0 && between != nil && !between() {
+			break
 		}
-		s := &t.slots[i]
-		if h := s.hash(); h != emptyHash && h != tombstoneHash {
+		lk.Lock()
+		heldSince := time.Now()
+		from = m.visitKeysLocked(from, visit)
+		longestHold = max(longestHold, time.Since(heldSince))
+		lk.Unlock()
+	}
+	return longestHold
+}
+
+// visitKeysLocked calls visit for the sessions of the current table whose
+// keys lie from from on, up to those of batchSize homes, and returns the key
+// it stopped before. m.mu must be held.
+func (m *MemStore) visitKeysLocked(from uint64, visit func(h uint64, s slot)) (to uint64) {
+	t := m.table.Load()
+	if len(t.slots) == 0 {
+		return 1 << keyBits
+	}
+	to = min(from+batchSize<<t.shift, 1<<keyBits)
+	first, last := from>>t.shift, (to-1)>>t.shift
+	// A session whose home is in [first, last] lies between its home and
+	// the next empty slot, wrapping past the end: the table is never full.
+	// No slot is looked at twice, for wrapping back to first would.
+	for i := first; i < first+uint64(len(t.slots)); i++ {
+		s := &t.slots[i&t.mask]
+		h := s.hash()
+		if h == emptyHash && i > last {
+			break
+		}
+		if k := keyOf(h); h != emptyHash && h != tombstoneHash && from <= k && k < to {
 			visit(h, s.read())
 		}
 	}
-	longestHold = max(longestHold, time.Since(heldSince))
-	lk.Unlock()
-	return longestHold
+	return to
 }
 
 // sampleLocked calls look for the sessions of the current table from a

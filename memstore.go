@@ -39,7 +39,6 @@ type MemStore struct {
 	_     [cacheLine]byte
 
 	mu           sync.RWMutex        // writers hold it; walks over the index share it
-	walks        int                 // walks in progress: the table does not shrink meanwhile
 	chunkIDs     uint32              // the ids given to chunks so far: 1 to chunkIDs
 	freeChunkIDs []uint32            // ids of dropped chunks, to give again
 	chunkBytes   int64               // the size of every chunk registered: live, dead and unwritten
@@ -228,7 +227,7 @@ func (m *MemStore) Delete(token string) error {
 func (m *MemStore) All() (map[string][]byte, error) {
 	all := make(map[string][]byte, m.Len())
 	m.walkLive(func(token, data []byte) {
-		all[string(token)] = data // of a token met twice (see liveSessions), the newer comes last
+		all[string(token)] = data
 	})
 	return all, nil
 }
@@ -428,9 +427,9 @@ func (m *MemStore) size(at location) int {
 	return int(at.size)
 }
 
-// batchSize bounds how many slots a walk over the whole index visits per
-// lock hold: a request waits behind one batch at most, whatever the store's
-// size.
+// batchSize bounds how many slots' worth of sessions a walk over the whole
+// index visits per lock hold: a request waits behind one batch at most,
+// whatever the store's size.
 const batchSize = 1024
 
 // walkLive calls visit for every unexpired session, under the read lock held

@@ -30,9 +30,8 @@ type Session struct {
 // requests wait behind one batch at most, whatever the store's size, and the
 // loop's body may take its time or call the store itself. It is therefore not
 // an atomic snapshot, as All is not: a session committed or deleted during
-// the loop may or may not be yielded, and while writes go on a session may be
-// yielded more than once, as recent or newer each time. With no writes during
-// the loop, every unexpired session is yielded once.
+// the loop may or may not be yielded, but no token is yielded twice. With no
+// writes during the loop, every unexpired session is yielded.
 //
 // Breaking out of the loop stops the walk. Sessions is safe for concurrent
 // use, and works after Close.

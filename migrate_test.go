@@ -195,6 +195,9 @@ func TestSessionsDuringRequests(t *testing.T) {
 			default:
 				t.Errorf("yielded %q, which was never committed", s.Token)
 			}
+			if seen[s.Token] {
+				t.Errorf("%s yielded twice in one loop", s.Token)
+			}
 			seen[s.Token] = true
 		}
 		// The stable sessions were neither rewritten nor deleted: the
@@ -207,6 +210,52 @@ func TestSessionsDuringRequests(t *testing.T) {
 	}
 	close(stop)
 	wg.Wait()
+}
+
+// TestSessionsOnceWhileTheStoreGrowsAndShrinks has the loop's body grow the
+// store eightfold, then empty it back, so that the index is rebuilt larger
+// and then smaller between the batches the walk takes.
+func TestSessionsOnceWhileTheStoreGrowsAndShrinks(t *testing.T) {
+	store := memstore.New(0)
+	const held = migrateSessions
+	for i := range held {
+		if err := store.Commit(fmt.Sprint("held-", i), nil, time.Now().Add(time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const flood = 8 * migrateSessions
+	seen := make(map[string]int, held)
+	for s := range store.Sessions() {
+		seen[s.Token]++
+		switch len(seen) {
+		case 100:
+			for i := range flood {
+				if err := store.Commit(fmt.Sprint("flood-", i), nil, time.Now().Add(time.Hour)); err != nil {
+					t.Fatal(err)
+				}
+			}
+		case held / 2:
+			for i := range flood {
+				if err := store.Delete(fmt.Sprint("flood-", i)); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	}
+	for token, n := range seen {
+		if n > 1 {
+			t.Errorf("%s yielded %d times", token, n)
+		}
+	}
+	all, _ := store.All()
+	for token := range all {
+		if seen[token] == 0 {
+			t.Errorf("%s, held throughout, was not yielded", token)
+		}
+	}
+	if len(all) != held {
+		t.Errorf("the store holds %d sessions after the flood came and went; want %d", len(all), held)
+	}
 }
 
 func TestSessionsAfterClose(t *testing.T) {

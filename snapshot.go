@@ -12,7 +12,6 @@ import (
 	"math"
 	"os"
 	"path/filepath"
-	"slices"
 	"time"
 	"unicode/utf8"
 )
@@ -63,10 +62,9 @@ var latestUnixNano = time.Unix(0, math.MaxInt64)
 // WriteTo collects the sessions under short read-lock holds, as All does, and
 // writes to w without holding the lock, so requests never wait on w however
 // slow it is. Like All it is not an atomic snapshot: a session committed or
-// deleted while WriteTo runs may or may not be in it, and a token deleted and
-// committed again meanwhile may be in it twice, the newer entry first, which
-// is the one ReadFrom keeps. A
-// session committed to live beyond the year 2262 is saved as expiring then.
+// deleted while WriteTo runs may or may not be in it, but no token is in it
+// twice. A session committed to live beyond the year 2262 is saved as
+// expiring then.
 //
 // The snapshot holds session data in the clear. WriteTo works after Close.
 func (m *MemStore) WriteTo(w io.Writer) (int64, error) {
@@ -82,7 +80,7 @@ func (m *MemStore) WriteTo(w io.Writer) (int64, error) {
 		return counted.n, fmt.Errorf("memstore: writing snapshot: %w", err)
 	}
 	now := time.Now()
-	for _, s := range slices.Backward(sessions) { // a token met twice: the newer entry first
+	for _, s := range sessions {
 		rec = appendEntry(rec[:0], s.token, unixNano(m.expiry(s.deadline, now)), s.data)
 		if _, err := out.Write(rec); err != nil {
 			return counted.n, fmt.Errorf("memstore: writing snapshot: %w", err)
@@ -215,14 +213,7 @@ type session struct {
 
 // liveSessions returns a reference to every unexpired session. References
 // are enough: records are never modified, so they stay valid after the lock
-// is released.
-//
-// A token deleted and committed again between two batches may take another
-// slot, which the walk visits as well as the old one, and a walk that the
-// table's growth starts over visits sessions again (see walk): such a token
-// is returned twice, the older session first. Removing the duplicates would
-// take a set of every token, about doubling the cost of a snapshot; All and
-// WriteTo keep the newer session.
+// is released. No token is returned twice (see walk).
 func (m *MemStore) liveSessions() []session {
 	sessions := make([]session, 0, m.Len())
 	m.walkLiveSlots(func(s slot, token, data []byte) {
