@@ -29,10 +29,10 @@ import (
 // TestStores runs storetest.Run over every store, each in a subtest named
 // store=NAME, skipping only the rules a store is known to break (which
 // TestPeerStoresBreakRules checks). It then checks that Run checked exactly
-// the rules of the README's conformance table, and skipped exactly the rules
-// the store's skips name, and that the table's column for the store says so.
-// A store outside this process also checks, as it is released, that the kit
-// left its database as it found it: empty.
+// the rules of the conformance table in tableFile (docs/comparison.md), and
+// skipped exactly the rules the store's skips name, and that the table's
+// column for the store says so. A store outside this process also checks, as
+// it is released, that the kit left its database as it found it: empty.
 func TestStores(t *testing.T) {
 	table := readConformanceTable(t)
 	for i, k := range stores {
@@ -59,7 +59,7 @@ func TestStores(t *testing.T) {
 			for _, rule := range table.rules {
 				if cell := table.cell(i, rule); !cellMatches(k, rule, cell) {
 					want, _ := wantCell(k, rule)
-					t.Errorf("the README's conformance table says %q of store %s (column %d) and rule %s; want %q", cell, k.name, i+1, rule, want)
+					t.Errorf("the conformance table in %s says %q of store %s (column %d) and rule %s; want %q", tableFile, cell, k.name, i+1, rule, want)
 				}
 			}
 		})
@@ -80,9 +80,9 @@ func testResult(t testing.TB) string {
 }
 
 // checkResults fails t unless results, the result of each rule storetest.Run
-// checked k against, has every rule of rules (the README's conformance
-// table's) and no other, and a rule was skipped exactly when k's skips or
-// breaks name it. A rule that failed is not reported again: its subtest was.
+// checked k against, has every rule of rules (the conformance table's) and
+// no other, and a rule was skipped exactly when k's skips or breaks name it.
+// A rule that failed is not reported again: its subtest was.
 func checkResults(t *testing.T, k storeKind, results map[string]string, rules []string) {
 	t.Helper()
 	for _, rule := range rules {
@@ -96,17 +96,17 @@ func checkResults(t *testing.T, k storeKind, results map[string]string, rules []
 		}
 		switch {
 		case !ran:
-			t.Errorf("storetest.Run did not check rule %s, a row of the README's conformance table; remove the row", rule)
+			t.Errorf("storetest.Run did not check rule %s, a row of the conformance table in %s; remove the row", rule, tableFile)
 		case got == "SKIP" && want == "PASS":
 			t.Errorf("storetest.Run skipped rule %s for store %s; want it checked", rule, k.name)
 		case got == "PASS" && want == "SKIP":
-			t.Errorf("storetest.Run checked rule %s for store %s, which it used to skip (%s), and it passed: the store has changed; update its skips and the README's conformance table",
-				rule, k.name, k.skips[rule])
+			t.Errorf("storetest.Run checked rule %s for store %s, which it used to skip (%s), and it passed: the store has changed; update its skips and the conformance table in %s",
+				rule, k.name, k.skips[rule], tableFile)
 		}
 	}
 	for rule := range results {
 		if !slices.Contains(rules, rule) {
-			t.Errorf("storetest.Run checked rule %s, which the README's conformance table has no row for; add one", rule)
+			t.Errorf("storetest.Run checked rule %s, which the conformance table in %s has no row for; add one", rule, tableFile)
 		}
 	}
 }
@@ -168,7 +168,7 @@ func runStoresChild(name, runPattern string, env ...string) testchild.Result {
 // TestPeerStoresBreakRules runs, in a child process, each rule a store is
 // known to break, and asserts that the store still fails it. When one of
 // these fails, the store has been fixed: remove the rule from its breaks, and
-// the failure from the README's conformance table.
+// the failure from the conformance table in tableFile.
 func TestPeerStoresBreakRules(t *testing.T) {
 	if !slices.ContainsFunc(stores, func(k storeKind) bool { return len(k.breaks) > 0 }) {
 		t.Skip("no store is known to break a storetest rule: TestStores checks every rule of each")
@@ -183,8 +183,8 @@ func TestPeerStoresBreakRules(t *testing.T) {
 				c := runStoresChild(k.name, "^"+regexp.QuoteMeta(rule)+"$")
 				if got := c.Of("TestStoresChild/" + rule); got != "FAIL" || !c.ExitedNonZero() {
 					t.Fatalf("storetest.Run over store %s, rule %s: result %q, exit %v; want FAIL and a non-zero exit (known breakage: %s). "+
-						"Has the store been fixed? Then remove the rule from its breaks, and the failure from the README's conformance table.\n%s",
-						k.name, rule, got, c.Err, why, c.Output)
+						"Has the store been fixed? Then remove the rule from its breaks, and the failure from the conformance table in %s.\n%s",
+						k.name, rule, got, c.Err, why, tableFile, c.Output)
 				}
 				t.Logf("store %s still breaks rule %s (%s)", k.name, rule, why)
 			})

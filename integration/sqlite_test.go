@@ -53,8 +53,8 @@ func openSQLite(busyTimeout time.Duration) func(testing.TB) storetest.MakeStore 
 			tb.Fatalf("PRAGMA journal_mode = %q, %v; want wal", mode, err)
 		}
 		// SQLite's default, FULL (2), syncs the write-ahead log at every
-		// commit: what the README's comparisons with crash-safe stores
-		// count on.
+		// commit: what docs/comparison.md's comparison of crash-safe stores
+		// counts on.
 		if err := db.QueryRow("PRAGMA synchronous").Scan(&synchronous); err != nil || synchronous != 2 {
 			tb.Fatalf("PRAGMA synchronous = %d, %v; want 2 (FULL)", synchronous, err)
 		}
