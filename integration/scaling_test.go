@@ -25,8 +25,9 @@ import (
 // store=NAME/n=SESSIONS. Sizes above 10,000 run only when asked for, with
 // -max-sessions, so that CI's one-shot run of every benchmark stays quick;
 // a size the machine has not the memory for is skipped with a message. The
-// full run, whose output cmd/charts turns into the charts and the table of
-// docs/README.md, takes about a quarter of an hour on two cores:
+// full run, whose output cmd/charts turns into the charts of
+// docs/performance.md and the table of docs/scaling.md, takes about a
+// quarter of an hour on two cores:
 //
 //	go test -run '^$' -bench 'GCTax|Scaling' -benchtime 1x -count 1 -timeout 0 . -max-sessions 10000000
 

@@ -2,11 +2,12 @@
 
 // Command charts turns the output of the integration module's scaling
 // benchmarks (BenchmarkGCTax and BenchmarkScaling) into two SVG charts,
-// gctax.svg and findwait.svg, and the markdown table of the README. Each
+// gctax.svg and findwait.svg, and the markdown table of docs/scaling.md;
+// docs/performance.md shows the charts and says what each figure is. Each
 // figure is the median of the runs (-count) in the output.
 //
 // From the integration module, the whole run and the charts (see
-// docs/README.md):
+// docs/performance.md):
 //
 //	go test -run '^$' -bench 'GCTax|Scaling' -benchtime 1x -count 1 -timeout 0 . -max-sessions 10000000 > ../docs/scaling.txt &&
 //	go run ./cmd/charts -in ../docs/scaling.txt -out ../docs > ../docs/scaling.md
