@@ -159,7 +159,8 @@ func main() {
 // the -dir directory or the -snapshot file if there is one.
 //
 // A -dir directory that cannot be opened is an error: memstore.Open changes
-// nothing in a damaged directory, and the README says how to recover it.
+// nothing in a damaged directory, and docs/durability.md says how to recover
+// it.
 //
 // A file that is there but cannot be restored is an error unless
 // -snapshot-ignore-bad is set: starting without it would silently log every

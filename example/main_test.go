@@ -27,8 +27,8 @@ import (
 	"github.com/golangcollege/memstore"
 )
 
-// TestParseFlags: the defaults are the README's, the flags set what they
-// name, and bad input is refused.
+// TestParseFlags: the defaults are those the command's doc gives, the flags
+// set what they name, and bad input is refused.
 func TestParseFlags(t *testing.T) {
 	t.Parallel()
 	cfg, err := parseFlags("example", nil, io.Discard)
