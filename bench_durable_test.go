@@ -35,7 +35,7 @@ import (
 
 // durableSessions is how many sessions BenchmarkDurableOpen restores.
 var durableSessions = flag.Int("durable-sessions", 10_000,
-	"the number of sessions BenchmarkDurableOpen restores: 1000000 for the figure of the README")
+	"the number of sessions BenchmarkDurableOpen restores: 1000000 for the figures of docs/performance.md")
 
 // settle returns once every change made to the durable store m so far is on
 // disk, so that a measurement does not pay for writing what came before it:
@@ -174,10 +174,10 @@ func concurrently(b *testing.B, clients int, call func(i int) error) {
 // disk-B/session the bytes of the directory's files per session. The files
 // are copied afresh before each Open, so they are in the page cache: the
 // figures are those of a restart after a crash of the process, not of the
-// machine. The default size keeps CI's one-shot run quick; the README's
-// figure is
+// machine. The default size keeps CI's one-shot run quick; the figures of
+// docs/performance.md and docs/durability.md come from
 //
-//	go test -run '^$' -bench DurableOpen -count 6 -timeout 0 . -durable-sessions 1000000
+//	go test -run '^$' -bench DurableOpen -benchtime 1x -count 3 -timeout 0 . -durable-sessions 1000000
 func BenchmarkDurableOpen(b *testing.B) {
 	n := *durableSessions
 	logged := storeDir(b)
