@@ -18,8 +18,8 @@ import (
 	"github.com/golangcollege/memstore"
 )
 
-// The durable mode's benchmarks (issue 12) compare a store from Open, whose
-// log records every change, with one from New. Commit and Find are measured
+// The durable mode's benchmarks compare a store from Open, whose log
+// records every change, with one from New. Commit and Find are measured
 // side by side, as sub-benchmarks named op=OP/store=new and op=OP/store=open,
 // so that
 //
