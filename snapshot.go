@@ -561,7 +561,8 @@ type restored struct {
 // add copies d into the store's chunks and queues it, unless an earlier
 // session of the snapshot had its token, it has expired or it is too large
 // for the store. The first session of a token counts, whatever becomes of
-// it: a later one is an older copy that WriteTo wrote too.
+// it, as FORMAT.md says. WriteTo writes each token once; a snapshot from a
+// release whose walks could repeat a token holds the newer copy first.
 func (mg *merger) add(d decoded) {
 	if _, taken := mg.taken[string(d.token)]; taken {
 		return
