@@ -17,6 +17,7 @@ import (
 // going on beside them. (The integration module runs the kit over this store
 // on the real clock too.)
 func TestConformance(t *testing.T) {
+	t.Parallel()
 	storetest.RunSynctest(t, func(t testing.TB) storetest.Store {
 		m := memstore.New(5 * time.Millisecond)
 		t.Cleanup(func() { m.Close() })

@@ -230,13 +230,14 @@ type crashOutcome struct {
 }
 
 // TestCrash kills children making calls as fast as they can with SIGKILL at
-// random moments, 22 in all, and checks what reopening their directory
+// random moments, 15 in all (22 under -long), and checks what reopening their directory
 // restores: see crashTokenRound.check. The children rewrite every few
 // milliseconds, and at least one kill must land during a rewrite. Under a sync interval of 0 every
 // Commit acknowledged must be restored; under 100ms, those acknowledged
 // more than a second before the kill besides, and some children run long
 // enough to have some.
 func TestCrash(t *testing.T) {
+	t.Parallel()
 	uniform := func(n int, lo, hi time.Duration) []time.Duration {
 		d := make([]time.Duration, n)
 		for i := range d {
@@ -247,11 +248,12 @@ func TestCrash(t *testing.T) {
 	// The plans run in parallel, each in its own directory. The last two
 	// children under 100ms live long enough for some Commits to be checked
 	// strictly.
+	latest := sized(250*time.Millisecond, time.Second)
 	plans := map[string]crashPlan{
-		"interval0": {interval: 0, delays: uniform(12, 50*time.Millisecond, time.Second)},
+		"interval0": {interval: 0, delays: uniform(sized(8, 12), 50*time.Millisecond, latest)},
 		"interval100ms": {interval: 100 * time.Millisecond, delays: append(
-			uniform(8, 50*time.Millisecond, time.Second),
-			uniform(2, 1300*time.Millisecond, 1600*time.Millisecond)...)},
+			uniform(sized(6, 8), 50*time.Millisecond, latest),
+			uniform(sized(1, 2), 1300*time.Millisecond, 1600*time.Millisecond)...)},
 	}
 	var mu sync.Mutex
 	var kills, midRewrites int

@@ -118,6 +118,7 @@ func changeWhileFull(t *testing.T, m *memstore.MemStore, interval time.Duration)
 }
 
 func TestDiskFullKeepsServingAndCatchesUp(t *testing.T) {
+	t.Parallel()
 	for _, interval := range []time.Duration{0, time.Second} {
 		t.Run(fmt.Sprint("sync-interval-", interval), func(t *testing.T) {
 			dir := filepath.Join(mountSmallDisk(t), "sessions")
@@ -132,6 +133,7 @@ func TestDiskFullKeepsServingAndCatchesUp(t *testing.T) {
 }
 
 func TestDiskFullCloseReportsAndOpenRestoresWhatWasOnDisk(t *testing.T) {
+	t.Parallel()
 	dir := filepath.Join(mountSmallDisk(t), "sessions")
 	m := openStore(t, dir, memstore.WithSyncInterval(0))
 	onDisk := commitOnDisk(t, m, 20)

@@ -132,6 +132,7 @@ func committedLog(t *testing.T, n int) (dir string, want map[string][]byte) {
 }
 
 func TestOpenRestoresWhatWasCommittedAndDeleted(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name string
 		opts []memstore.Option
@@ -170,6 +171,7 @@ func TestOpenRestoresWhatWasCommittedAndDeleted(t *testing.T) {
 }
 
 func TestOpenKeepsExpiries(t *testing.T) {
+	t.Parallel()
 	dir := storeDir(t)
 	m := openStore(t, dir)
 	soon, later := time.Now().Add(shortLife), inAnHour()
@@ -191,6 +193,7 @@ func TestOpenKeepsExpiries(t *testing.T) {
 }
 
 func TestOpenCreatesAPrivateDirectory(t *testing.T) {
+	t.Parallel()
 	dir := filepath.Join(t.TempDir(), "a", "b")
 	openStore(t, dir)
 	info, err := os.Stat(dir)
@@ -203,6 +206,7 @@ func TestOpenCreatesAPrivateDirectory(t *testing.T) {
 }
 
 func TestOpenFailsOnAFile(t *testing.T) {
+	t.Parallel()
 	file := filepath.Join(t.TempDir(), "file")
 	if err := os.WriteFile(file, nil, 0o600); err != nil {
 		t.Fatal(err)
@@ -213,6 +217,7 @@ func TestOpenFailsOnAFile(t *testing.T) {
 }
 
 func TestOpenLeavesOtherFilesAlone(t *testing.T) {
+	t.Parallel()
 	dir := storeDir(t)
 	for _, name := range []string{"notes.txt", "log.txt", "base.1", "log.00000000000000zz", "log.ffffffffffffffff"} {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(name), 0o600); err != nil {
@@ -233,6 +238,7 @@ func TestOpenLeavesOtherFilesAlone(t *testing.T) {
 }
 
 func TestStoreAfterCloseRecordsNothing(t *testing.T) {
+	t.Parallel()
 	dir := storeDir(t)
 	m := openStore(t, dir)
 	mustCommit(t, m, "kept", []byte("1"), inAnHour())
@@ -257,6 +263,7 @@ func TestStoreAfterCloseRecordsNothing(t *testing.T) {
 }
 
 func TestCommitUnderSyncIntervalZeroFailsAfterClose(t *testing.T) {
+	t.Parallel()
 	m := openStore(t, storeDir(t), memstore.WithSyncInterval(0))
 	mustCommit(t, m, "before", []byte("1"), inAnHour())
 	if got := m.Stats().Syncs; got == 0 {
@@ -270,6 +277,7 @@ func TestCommitUnderSyncIntervalZeroFailsAfterClose(t *testing.T) {
 }
 
 func TestDeleteOfAnUnknownTokenIsRecorded(t *testing.T) {
+	t.Parallel()
 	// The session may be on disk though not in memory: evicted under a cap.
 	dir := storeDir(t)
 	m := openStore(t, dir)
@@ -285,6 +293,7 @@ func TestDeleteOfAnUnknownTokenIsRecorded(t *testing.T) {
 }
 
 func TestOpenUnderASmallerCapDropsWhatDoesNotFit(t *testing.T) {
+	t.Parallel()
 	dir := storeDir(t)
 	m := openStore(t, dir)
 	mustCommit(t, m, "tok", []byte("small"), inAnHour())
@@ -319,6 +328,7 @@ func TestCapBoundsTheHeapOfADurableStore(t *testing.T) {
 }
 
 func TestReadFromIntoADurableStoreIsRecorded(t *testing.T) {
+	t.Parallel()
 	src := newStore(t)
 	mustCommit(t, src, "restored", []byte("data"), inAnHour())
 	snap := snapshot(t, src)
@@ -331,6 +341,7 @@ func TestReadFromIntoADurableStoreIsRecorded(t *testing.T) {
 }
 
 func TestOpenDropsATornLastRecord(t *testing.T) {
+	t.Parallel()
 	dir, want := committedLog(t, 3)
 	log := logs(t, dir)[0]
 	whole := readAll(t, log)
@@ -362,6 +373,7 @@ func TestOpenDropsATornLastRecord(t *testing.T) {
 }
 
 func TestOpenRefusesADamagedDirectoryAndChangesNothing(t *testing.T) {
+	t.Parallel()
 	dir, _ := committedLog(t, 3)
 	log := logs(t, dir)[0]
 	whole := readAll(t, log)
@@ -411,6 +423,7 @@ func TestOpenRefusesADamagedDirectoryAndChangesNothing(t *testing.T) {
 // from it. The directory's identity is the example's: its first log, empty,
 // gives it.
 func TestLogFormatExample(t *testing.T) {
+	t.Parallel()
 	start := []byte{
 		0x89, 0x4D, 0x45, 0x4D, 0x53, 0x4C, 0x4F, 0x47, // magic
 		0x02,                                           // version 2
@@ -456,6 +469,7 @@ func TestLogFormatExample(t *testing.T) {
 }
 
 func TestForgottenDurableStoreSyncsAndReleasesItsDirectory(t *testing.T) {
+	t.Parallel()
 	dir := storeDir(t)
 	func() {
 		m, err := memstore.Open(dir, time.Hour)
@@ -476,6 +490,7 @@ func TestForgottenDurableStoreSyncsAndReleasesItsDirectory(t *testing.T) {
 }
 
 func TestOpenSkipsWhatIsNotARegularFile(t *testing.T) {
+	t.Parallel()
 	dir := storeDir(t)
 	if err := os.Mkdir(filepath.Join(dir, "log.0000000000000001"), 0o700); err != nil {
 		t.Fatal(err)
@@ -487,6 +502,7 @@ func TestOpenSkipsWhatIsNotARegularFile(t *testing.T) {
 }
 
 func TestReadFromUnderSyncIntervalZeroReportsWhatIsNotOnDisk(t *testing.T) {
+	t.Parallel()
 	src := newStore(t)
 	for i := range 3000 { // more than one of ReadFrom's batches
 		mustCommit(t, src, fmt.Sprint("t", i), []byte("data"), inAnHour())

@@ -33,18 +33,21 @@ func heapAfterGC() uint64 {
 }
 
 func TestNoCapByDefault(t *testing.T) {
+	t.Parallel()
 	for _, m := range []*memstore.MemStore{newStore(t), newCappedStore(t, 0), newCappedStore(t, -1)} {
 		big := make([]byte, 1<<20)
-		for i := range 64 {
+		n := sized(8, 64)
+		for i := range n {
 			mustCommit(t, m, fmt.Sprint(i), big, inAnHour())
 		}
-		if st := m.Stats(); st.MaxBytes != 0 || st.Sessions != 64 || st.Evicted != 0 || st.Bytes < 64<<20 {
-			t.Fatalf("Stats = %+v; want 64 sessions of 1 MiB, no cap, nothing evicted", st)
+		if st := m.Stats(); st.MaxBytes != 0 || st.Sessions != n || st.Evicted != 0 || st.Bytes < int64(n)<<20 {
+			t.Fatalf("Stats = %+v; want %d sessions of 1 MiB, no cap, nothing evicted", st, n)
 		}
 	}
 }
 
 func TestBytesAccounting(t *testing.T) {
+	t.Parallel()
 	m := newStore(t)
 	mustCommit(t, m, "tok", make([]byte, 10), inAnHour())
 	if one := m.Stats().Bytes; one < 13 {
@@ -66,6 +69,7 @@ func TestBytesAccounting(t *testing.T) {
 }
 
 func TestTooLargeLeavesTheStoreAsItWas(t *testing.T) {
+	t.Parallel()
 	m := newCappedStore(t, 4096)
 	mustCommit(t, m, "tok", []byte("small"), inAnHour())
 	mustCommit(t, m, "other", []byte("kept"), inAnHour())
@@ -85,15 +89,15 @@ func TestTooLargeLeavesTheStoreAsItWas(t *testing.T) {
 	}
 }
 
-// TestFlood commits half a million new sessions from several goroutines
-// into a 4 MiB cap, over thirty times what it holds: the store must stay
-// within it, and keep working.
+// TestFlood commits new sessions from several goroutines into a cap, over
+// twenty times what it holds: the store must stay within it, and keep
+// working.
 func TestFlood(t *testing.T) {
-	const (
-		maxBytes = 4 << 20
-		sessions = 500_000
-		workers  = 4
+	var (
+		maxBytes = sized[int64](512<<10, 4<<20)
+		sessions = sized(40_000, 500_000)
 	)
+	const workers = 4
 	heapBefore := heapAfterGC()
 	m := newCappedStore(t, maxBytes)
 	data := make([]byte, 200)
@@ -145,6 +149,7 @@ func TestFlood(t *testing.T) {
 			st.Evicted, st.Expired, st.Sessions, sessions, sessions-st.Sessions)
 	}
 	heapGrowth := int64(heapAfterGC()) - int64(heapBefore)
+	t.Logf("heap grew by %d bytes, %.2fx the cap", heapGrowth, float64(heapGrowth)/float64(maxBytes))
 	if heapGrowth > 3*maxBytes {
 		t.Errorf("heap grew by %d bytes; want within 3x the %d-byte cap", heapGrowth, maxBytes)
 	}
@@ -152,10 +157,12 @@ func TestFlood(t *testing.T) {
 }
 
 func TestEvictionPrefersSoonestExpiry(t *testing.T) {
-	m := newCappedStore(t, 2<<20)
+	t.Parallel()
+	sessions := sized(10_000, 40_000) // four times what the cap holds
+	m := newCappedStore(t, int64(sessions)*50)
 	data := make([]byte, 100)
 	minute, day := time.Now().Add(time.Minute), time.Now().Add(24*time.Hour)
-	for i := range 40_000 {
+	for i := range sessions {
 		expiry := minute
 		if i%2 == 1 {
 			expiry = day
@@ -164,18 +171,19 @@ func TestEvictionPrefersSoonestExpiry(t *testing.T) {
 	}
 	all, _ := m.All()
 	daily := 0
-	for i := 1; i < 40_000; i += 2 {
+	for i := 1; i < sessions; i += 2 {
 		if _, ok := all[fmt.Sprint(i)]; ok {
 			daily++
 		}
 	}
-	if len(all) < 5000 || daily*5 < len(all)*4 {
+	if len(all) < sessions/8 || daily*5 < len(all)*4 {
 		t.Fatalf("%d of the %d sessions held expire in a day; want at least 4 in 5", daily, len(all))
 	}
 	t.Logf("%d of %d held sessions (%.1f%%) are the one-day half", daily, len(all), 100*float64(daily)/float64(len(all)))
 }
 
 func TestExpiredSessionsAreEvictedFirst(t *testing.T) {
+	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
 		const maxBytes = 1 << 20
 		m := newCappedStore(t, maxBytes) // no janitor: only making room removes expired entries
@@ -205,7 +213,8 @@ func TestExpiredSessionsAreEvictedFirst(t *testing.T) {
 // report how long they took and held the lock, which measure zero on a
 // synctest bubble's clock.
 func TestStatsCountWhatHappened(t *testing.T) {
-	const maxBytes = 1 << 20 // about a quarter of what is committed
+	t.Parallel()
+	maxBytes := sized[int64](256<<10, 1<<20) // about a quarter of what is committed
 	m := memstore.New(time.Millisecond, memstore.WithMaxBytes(maxBytes))
 	defer m.Close()
 
@@ -232,7 +241,8 @@ func TestStatsCountWhatHappened(t *testing.T) {
 		}
 	}()
 
-	const workers, each = 4, 5000
+	const workers = 4
+	each := sized(1250, 5000)
 	var wg sync.WaitGroup
 	for w := range workers {
 		wg.Add(1)
@@ -260,7 +270,7 @@ func TestStatsCountWhatHappened(t *testing.T) {
 	<-watched
 
 	st := m.Stats()
-	if got := uint64(st.Sessions) + st.Expired + st.Evicted; got != workers*each {
+	if got := uint64(st.Sessions) + st.Expired + st.Evicted; got != uint64(workers*each) {
 		t.Errorf("held %d + expired %d + evicted %d = %d; want the %d committed", st.Sessions, st.Expired, st.Evicted, got, workers*each)
 	}
 	if st.Evicted == 0 || st.Expired == 0 || st.LastSweep <= 0 || st.LastSweepLongestHold <= 0 || st.LastSweepLongestHold > st.LastSweep {
@@ -297,11 +307,12 @@ func checkCapped(t *testing.T, m *memstore.MemStore, model map[string][]byte) {
 	}
 }
 
-// TestEvictionKeepsNoDeletedSessionAlive evicts sessions with 1 MiB tokens,
+// TestEvictionKeepsNoDeletedSessionAlive evicts sessions with large tokens,
 // then deletes every session: nothing the store chose or considered for
 // eviction keeps a token on the heap.
 func TestEvictionKeepsNoDeletedSessionAlive(t *testing.T) {
-	const maxBytes, tokenSize = 16 << 20, 1 << 20
+	tokenSize := sized(64<<10, 1<<20)
+	maxBytes := int64(16 * tokenSize)
 	token := func(i int) string { return fmt.Sprint(i, strings.Repeat("x", tokenSize)) }
 	before := heapAfterGC()
 	m := newCappedStore(t, maxBytes)
@@ -314,7 +325,9 @@ func TestEvictionKeepsNoDeletedSessionAlive(t *testing.T) {
 	for i := range 64 {
 		m.Delete(token(i))
 	}
-	if grown := int64(heapAfterGC()) - int64(before); grown > tokenSize/2 {
+	grown := int64(heapAfterGC()) - int64(before)
+	t.Logf("the heap grew by %d bytes", grown)
+	if grown > int64(tokenSize/2) {
 		t.Fatalf("the heap holds %d bytes more after every session was deleted; want no token kept", grown)
 	}
 	runtime.KeepAlive(m)

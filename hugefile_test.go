@@ -35,6 +35,7 @@ const hugeAllocLimit = 16 << 20
 // uncatchable "out of memory", fails this test instead of killing the test
 // binary; every one of its subtests must pass.
 func TestHugeFilesTakeLittleMemory(t *testing.T) {
+	t.Parallel()
 	c := testchild.Run("^TestChildHugeFiles$", hugeChildEnv+"=1")
 	passed := c.Subtests("TestChildHugeFiles", "PASS")
 	want := []string{"ReadFile-of-a-sparse-file", "ReadFile-of-a-header-then-a-sparse-file", "Open-of-a-base-that-is-a-sparse-file",

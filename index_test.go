@@ -24,6 +24,7 @@ import (
 // it checks that Find, which takes no lock, reads only what writers
 // published.
 func TestFindDuringEveryKindOfWrite(t *testing.T) {
+	t.Parallel()
 	for _, opts := range [][]memstore.Option{nil, {memstore.WithMaxBytes(256 << 10)}, {memstore.WithCollisions()}} {
 		m := memstore.New(time.Millisecond, opts...)
 		defer m.Close()
@@ -105,7 +106,8 @@ func TestFindDuringEveryKindOfWrite(t *testing.T) {
 // them: the index shrinks with them, so that the heap and Stats.Bytes come
 // back to about what the sessions left need.
 func TestMemoryComesBackAfterAFlood(t *testing.T) {
-	const flood, kept = 200_000, 1000
+	flood := sized(20_000, 200_000)
+	kept := flood / 200
 	before := heapAfterGC()
 	m := newStore(t)
 	data := make([]byte, 20)
@@ -147,9 +149,11 @@ func TestMemoryComesBackAfterAFlood(t *testing.T) {
 // plus 1 MiB and the index. Under a cap, the same churn must evict none of
 // the steady sessions: the dead bytes go first.
 func TestOneTokenChurnLeavesNoDeadSpace(t *testing.T) {
-	const steady, churn = 500, 200_000
+	t.Parallel()
+	const steady = 500
+	churn := sized(20_000, 200_000)
 	data := make([]byte, 200)
-	for _, maxBytes := range []int64{0, 4 << 20} {
+	for _, maxBytes := range []int64{0, sized[int64](1<<20, 4<<20)} { // a cap a fifth of what is churned
 		t.Run(fmt.Sprint("cap=", maxBytes), func(t *testing.T) {
 			m := newCappedStore(t, maxBytes)
 			for i := range steady {
@@ -159,7 +163,7 @@ func TestOneTokenChurnLeavesNoDeadSpace(t *testing.T) {
 			for i := range churn {
 				mustCommit(t, m, "churned", data, inAnHour())
 				m.Delete("churned")
-				if i%10_000 != 0 {
+				if i%2_000 != 0 {
 					continue
 				}
 				bound := 2*live + 1<<20 + 64<<10
@@ -182,10 +186,10 @@ func TestOneTokenChurnLeavesNoDeadSpace(t *testing.T) {
 // 4 KB: the accounted bytes never pass the cap, and the heap stays within a
 // quarter more, whatever the index held at the height of the flood.
 func TestTinySessionsStayUnderTheCap(t *testing.T) {
-	const maxBytes = 2 << 20
+	maxBytes := sized[int64](1<<20, 2<<20)
 	before := heapAfterGC()
 	m := newCappedStore(t, maxBytes)
-	for i := range 150_000 {
+	for i := range sized(40_000, 150_000) {
 		mustCommit(t, m, scsToken(i), nil, inAnHour())
 		if i%1000 == 0 {
 			if st := m.Stats(); st.Bytes > maxBytes {
@@ -195,7 +199,7 @@ func TestTinySessionsStayUnderTheCap(t *testing.T) {
 	}
 	tiny := m.Stats()
 	large := make([]byte, 4000)
-	for i := range 2000 {
+	for i := range maxBytes / 1000 {
 		mustCommit(t, m, fmt.Sprint("large", i), large, inAnHour())
 	}
 	st := m.Stats()

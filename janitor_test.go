@@ -15,6 +15,7 @@ import (
 )
 
 func TestJanitorRemovesExpiredSessions(t *testing.T) {
+	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
 		m := memstore.New(5 * time.Millisecond)
 		defer m.Close()
@@ -38,9 +39,10 @@ func TestJanitorRemovesExpiredSessions(t *testing.T) {
 // synctest bubble the clock moves only when every goroutine blocks, so the
 // sessions would never expire.
 func TestJanitorKeepsSessionsCommittedDuringASweep(t *testing.T) {
+	t.Parallel()
 	m := memstore.New(time.Millisecond)
 	defer m.Close()
-	for i := range 20000 {
+	for i := range sized(5_000, 20_000) {
 		mustCommit(t, m, fmt.Sprint("old", i), nil, time.Now().Add(shortLife))
 	}
 	// Keep committing live sessions while the janitor sweeps the old ones away.
@@ -144,8 +146,9 @@ func TestForgottenStoreStopsItsJanitor(t *testing.T) {
 // the real time it holds the lock, which measures zero on a synctest bubble's
 // clock, so there the sweep would finish before Close could cut it short.
 func TestCloseCutsASweepShort(t *testing.T) {
+	t.Parallel()
 	m := memstore.New(time.Millisecond)
-	const expiring = 200_000 // a paced pass over them takes seconds
+	expiring := sized(50_000, 200_000) // a paced pass over them takes a second or more
 	for i := range expiring {
 		mustCommit(t, m, fmt.Sprint(i), nil, time.Now().Add(shortLife))
 	}
@@ -165,9 +168,10 @@ func TestCloseCutsASweepShort(t *testing.T) {
 // renewals must land while a sweep is under way, which its real-time pacing
 // makes long (see TestCloseCutsASweepShort).
 func TestJanitorKeepsSessionsRenewedDuringASweep(t *testing.T) {
+	t.Parallel()
 	m := memstore.New(time.Millisecond)
 	defer m.Close()
-	toks := make([]string, 100_000) // a pass long enough to renew sessions during it
+	toks := make([]string, sized(10_000, 100_000)) // a pass long enough to renew sessions during it
 	for i := range toks {
 		toks[i] = fmt.Sprint(i)
 		mustCommit(t, m, toks[i], []byte("old"), time.Now().Add(shortLife))

@@ -48,6 +48,7 @@ func openFree(t *testing.T, dir string) {
 // second Open fails while the first store is open, and succeeds once it is
 // closed.
 func TestLockInOneProcess(t *testing.T) {
+	t.Parallel()
 	dir := storeDir(t)
 	m, err := memstore.Open(dir, 0)
 	if err != nil {
@@ -83,6 +84,7 @@ func TestChildHoldingLock(t *testing.T) {
 // Open fails until the child is killed with SIGKILL, and then succeeds at
 // once: the kernel released the lock with the process.
 func TestLockAcrossProcesses(t *testing.T) {
+	t.Parallel()
 	dir := storeDir(t)
 	open := make(chan struct{})
 	var unexpected []string

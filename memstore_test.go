@@ -6,9 +6,13 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"os"
+	"runtime"
+	"strconv"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -67,6 +71,34 @@ const (
 	patience  = 10 * time.Second      // how long a poll waits before the test fails
 )
 
+// long makes the tests that measure the store under load run at full size:
+// floods of half a million sessions, twenty-two kills. Without it they run
+// the same checks on a tenth or so of the work, so that the README's test
+// command takes seconds under -race; .ci/run runs both.
+var long = flag.Bool("long", false, "run the load tests at full size (about 4 minutes under -race)")
+
+// TestMain lets four tests run at once for each processor, unless -parallel
+// says otherwise: many of them wait on child processes, disks and the real
+// clock more than they compute. Tests that measure the heap or count
+// goroutines do not call t.Parallel, and so run alone.
+func TestMain(m *testing.M) {
+	flag.Parse()
+	parallelSet := false
+	flag.Visit(func(f *flag.Flag) { parallelSet = parallelSet || f.Name == "test.parallel" })
+	if !parallelSet {
+		flag.Set("test.parallel", strconv.Itoa(4*runtime.GOMAXPROCS(0)))
+	}
+	os.Exit(m.Run())
+}
+
+// sized returns full under -long, and short otherwise.
+func sized[T any](short, full T) T {
+	if *long {
+		return full
+	}
+	return short
+}
+
 // newStore returns a store without a janitor, closed when the test ends.
 func newStore(t testing.TB) *memstore.MemStore {
 	m := memstore.New(0)
@@ -117,10 +149,12 @@ func mustCommit(t testing.TB, m *memstore.MemStore, token string, b []byte, expi
 func inAnHour() time.Time { return time.Now().Add(time.Hour) }
 
 func TestFindUnknownToken(t *testing.T) {
+	t.Parallel()
 	mustMiss(t, newStore(t), "nobody")
 }
 
 func TestRoundTrip(t *testing.T) {
+	t.Parallel()
 	m := newStore(t)
 	mustCommit(t, m, "tok", []byte("hello"), inAnHour())
 	mustFind(t, m, "tok", []byte("hello"))
@@ -131,6 +165,7 @@ func TestRoundTrip(t *testing.T) {
 }
 
 func TestCommitKeepsAPrivateCopy(t *testing.T) {
+	t.Parallel()
 	m := newStore(t)
 	buf := []byte("original")
 	mustCommit(t, m, "tok", buf, inAnHour())
@@ -139,6 +174,7 @@ func TestCommitKeepsAPrivateCopy(t *testing.T) {
 }
 
 func TestFoundSliceCannotBeAppendedIntoTheStore(t *testing.T) {
+	t.Parallel()
 	m := newStore(t)
 	buf := make([]byte, 5, 64) // spare capacity the store must not inherit
 	copy(buf, "hello")
@@ -177,6 +213,7 @@ func TestCommitAllocatesOnlyTheCopy(t *testing.T) {
 }
 
 func TestExpiryAtOrBeforeNowDeletes(t *testing.T) {
+	t.Parallel()
 	for name, expiry := range map[string]time.Time{
 		"zero time":      {},
 		"an hour ago":    time.Now().Add(-time.Hour),
@@ -198,6 +235,7 @@ func TestExpiryAtOrBeforeNowDeletes(t *testing.T) {
 }
 
 func TestOverwriteReplacesDataAndExpiry(t *testing.T) {
+	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
 		m := newStore(t)
 
@@ -220,6 +258,7 @@ func TestOverwriteReplacesDataAndExpiry(t *testing.T) {
 }
 
 func TestExpiredSessionIsNeverFound(t *testing.T) {
+	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
 		m := newStore(t)
 		// scs passes expiries through .UTC(), which strips the monotonic reading.
@@ -239,6 +278,7 @@ func TestExpiredSessionIsNeverFound(t *testing.T) {
 }
 
 func TestFarFutureExpiry(t *testing.T) {
+	t.Parallel()
 	m := newStore(t)
 	for _, expiry := range []time.Time{
 		time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC),
@@ -250,6 +290,7 @@ func TestFarFutureExpiry(t *testing.T) {
 }
 
 func TestDelete(t *testing.T) {
+	t.Parallel()
 	m := newStore(t)
 	if err := m.Delete("unknown"); err != nil {
 		t.Fatalf("Delete(unknown) = %v; want nil", err)
@@ -267,6 +308,7 @@ func TestDelete(t *testing.T) {
 }
 
 func TestEmptyTokenAndNilData(t *testing.T) {
+	t.Parallel()
 	m := newStore(t)
 	mustCommit(t, m, "", []byte("anonymous"), inAnHour())
 	mustFind(t, m, "", []byte("anonymous"))
@@ -281,6 +323,7 @@ func TestEmptyTokenAndNilData(t *testing.T) {
 }
 
 func TestAll(t *testing.T) {
+	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
 		m := newStore(t)
 		all, err := m.All()
@@ -313,6 +356,7 @@ func TestAll(t *testing.T) {
 }
 
 func TestCtxMethods(t *testing.T) {
+	t.Parallel()
 	live := context.Background()
 	cancelled, cancel := context.WithCancel(context.Background())
 	cancel()
@@ -371,6 +415,7 @@ func TestCtxMethods(t *testing.T) {
 }
 
 func TestStoreWorksAfterClose(t *testing.T) {
+	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
 		m := memstore.New(time.Millisecond)
 		m.Close()
@@ -392,6 +437,7 @@ func TestStoreWorksAfterClose(t *testing.T) {
 }
 
 func TestConcurrentUse(t *testing.T) {
+	t.Parallel()
 	m := memstore.New(time.Millisecond)
 	defer m.Close()
 	const workers, ops = 8, 2000
@@ -522,6 +568,7 @@ func FuzzOps(f *testing.F) {
 }
 
 func TestNewIgnoresANilOption(t *testing.T) {
+	t.Parallel()
 	m := memstore.New(0, nil, memstore.WithMaxBytes(1<<20), nil)
 	defer m.Close()
 	mustCommit(t, m, "tok", []byte("data"), inAnHour())

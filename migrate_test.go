@@ -75,6 +75,7 @@ func checkSession(t *testing.T, want map[string]committed, got memstore.Session)
 }
 
 func TestSessionsYieldsEveryLiveSessionOnce(t *testing.T) {
+	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
 		store := memstore.New(0) // no janitor: the expired sessions stay held
 		want := fillForMigration(t, store, migrateSessions)
@@ -97,12 +98,14 @@ func TestSessionsYieldsEveryLiveSessionOnce(t *testing.T) {
 }
 
 func TestSessionsOfAnEmptyStore(t *testing.T) {
+	t.Parallel()
 	for s := range memstore.New(0).Sessions() {
 		t.Errorf("yielded %q from an empty store", s.Token)
 	}
 }
 
 func TestSessionsStopsWhenTheLoopBreaks(t *testing.T) {
+	t.Parallel()
 	store := memstore.New(0)
 	fillForMigration(t, store, migrateSessions)
 	// Within the first batch, at the end of one (where the walk is between
@@ -122,6 +125,7 @@ func TestSessionsStopsWhenTheLoopBreaks(t *testing.T) {
 }
 
 func TestSessionsReleasesTheStoreWhileTheLoopRuns(t *testing.T) {
+	t.Parallel()
 	store := memstore.New(0)
 	fillForMigration(t, store, migrateSessions)
 	visited := 0
@@ -148,6 +152,7 @@ func TestSessionsReleasesTheStoreWhileTheLoopRuns(t *testing.T) {
 }
 
 func TestSessionsDuringRequests(t *testing.T) {
+	t.Parallel()
 	store := memstore.New(10 * time.Millisecond) // the janitor sweeps during the walk too
 	defer store.Close()
 	stable := make(map[string][]byte, migrateSessions)
@@ -216,8 +221,9 @@ func TestSessionsDuringRequests(t *testing.T) {
 // store eightfold, then empty it back, so that the index is rebuilt larger
 // and then smaller between the batches the walk takes.
 func TestSessionsOnceWhileTheStoreGrowsAndShrinks(t *testing.T) {
+	t.Parallel()
 	store := memstore.New(0)
-	const held = migrateSessions
+	const held = 1500 // two batches of the walk, and many more while the flood is held
 	for i := range held {
 		if err := store.Commit(fmt.Sprint("held-", i), nil, time.Now().Add(time.Hour)); err != nil {
 			t.Fatal(err)
@@ -259,6 +265,7 @@ func TestSessionsOnceWhileTheStoreGrowsAndShrinks(t *testing.T) {
 }
 
 func TestSessionsAfterClose(t *testing.T) {
+	t.Parallel()
 	store := memstore.New(time.Minute)
 	expiry := time.Now().Add(time.Hour)
 	store.Commit("token", []byte("data"), expiry)
@@ -273,6 +280,7 @@ func TestSessionsAfterClose(t *testing.T) {
 }
 
 func TestCopyTo(t *testing.T) {
+	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
 		src := memstore.New(0)
 		want := fillForMigration(t, src, migrateSessions)
@@ -296,6 +304,7 @@ func TestCopyTo(t *testing.T) {
 }
 
 func TestCopyToStopsWhereTheTargetFails(t *testing.T) {
+	t.Parallel()
 	src := memstore.New(0)
 	fillForMigration(t, src, 50)
 	small := src.Len() // live ones and those that expire in a second, unexpired yet

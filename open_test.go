@@ -37,6 +37,7 @@ func refused(t *testing.T, dir string, want error, says ...string) {
 }
 
 func TestOpenRefusesADirectoryOthersCanReach(t *testing.T) {
+	t.Parallel()
 	for _, mode := range []os.FileMode{0o755, 0o750, 0o710, 0o701, 0o702, 0o777} {
 		t.Run(fmt.Sprintf("%04o", mode), func(t *testing.T) {
 			dir := storeDir(t)
@@ -61,6 +62,7 @@ func TestOpenRefusesADirectoryOthersCanReach(t *testing.T) {
 // them, restart after restart; one too near the last generation a store
 // names is refused at the first Open, with a message saying so.
 func TestOpenNamesPastWhatIsInTheDirectory(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name  string
 		isDir bool
@@ -105,6 +107,7 @@ func TestOpenNamesPastWhatIsInTheDirectory(t *testing.T) {
 }
 
 func TestOpenRemovesOnlyItsOwnFiles(t *testing.T) {
+	t.Parallel()
 	dir := storeDir(t)
 	theirs := map[string]string{
 		"base.tmp":                        "a user's",
@@ -143,6 +146,7 @@ func TestOpenRemovesOnlyItsOwnFiles(t *testing.T) {
 // out of it: Open reads none, creates no file where they point, and leaves
 // them in place.
 func TestOpenFollowsNoLink(t *testing.T) {
+	t.Parallel()
 	outside := t.TempDir()
 	otherLog := logs(t, committedStore(t, "theirs"))[0]
 	dir := storeDir(t)
@@ -179,6 +183,7 @@ func TestOpenFollowsNoLink(t *testing.T) {
 // which earlier versions locked the directory, while a store holds it: a
 // second Open is still refused.
 func TestLockHeldWhateverHappensToLOCK(t *testing.T) {
+	t.Parallel()
 	dir := storeDir(t)
 	m := openStore(t, dir)
 	lock := filepath.Join(dir, "LOCK")
@@ -213,6 +218,7 @@ func committedStore(t *testing.T, token string) string {
 }
 
 func TestOpenRefusesAFileOfAnotherStore(t *testing.T) {
+	t.Parallel()
 	ours, theirs := committedStore(t, "ours"), committedStore(t, "theirs")
 	// A snapshot from a store of New's.
 	saved := filepath.Join(t.TempDir(), "saved")
@@ -258,6 +264,7 @@ var version1Log = []byte{
 // versions wrote: its sessions are restored, and its files rewritten in
 // the current version, all of one store.
 func TestOpenUpgradesADirectoryOfVersion1(t *testing.T) {
+	t.Parallel()
 	dir := storeDir(t)
 	if err := os.WriteFile(filepath.Join(dir, "log.0000000000000003"), version1Log, 0o600); err != nil {
 		t.Fatal(err)
@@ -297,6 +304,7 @@ func TestOpenUpgradesADirectoryOfVersion1(t *testing.T) {
 }
 
 func TestStatsKeepTheLastDiskError(t *testing.T) {
+	t.Parallel()
 	dir := storeDir(t)
 	m := openStore(t, dir, memstore.WithSyncInterval(0), memstore.WithRewriteSlack(0))
 	if st := m.Stats(); st.LastDiskError != nil || !st.LastDiskErrorAt.IsZero() {
@@ -327,6 +335,7 @@ func TestStatsKeepTheLastDiskError(t *testing.T) {
 }
 
 func TestOpenIgnoresANilOption(t *testing.T) {
+	t.Parallel()
 	dir := storeDir(t)
 	m, err := memstore.Open(dir, 0, nil, memstore.WithSyncInterval(0), nil)
 	if err != nil {

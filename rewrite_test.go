@@ -14,6 +14,7 @@ import (
 )
 
 func TestRewriteKeepsTheSessionsAndDropsOldFiles(t *testing.T) {
+	t.Parallel()
 	dir := storeDir(t)
 	m := openStore(t, dir, memstore.WithSyncInterval(0), memstore.WithRewriteSlack(4<<10))
 	want := map[string][]byte{}
@@ -49,6 +50,7 @@ func TestRewriteKeepsTheSessionsAndDropsOldFiles(t *testing.T) {
 // again and again: each Open starts a new log, and the one before, which
 // holds no record, must go, so that restarts do not pile up files.
 func TestIdleRestartsLeaveOneLog(t *testing.T) {
+	t.Parallel()
 	dir := storeDir(t)
 	for i := range 5 {
 		m, err := memstore.Open(dir, 0)
@@ -68,6 +70,7 @@ func TestIdleRestartsLeaveOneLog(t *testing.T) {
 // and closes them at once: the rewrite that Open owes them must be done by
 // Close, which leaves a base and a log, and the session.
 func TestCloseRightAfterOpenRewrites(t *testing.T) {
+	t.Parallel()
 	for i := range 20 {
 		dir := storeDir(t)
 		m, err := memstore.Open(dir, 0)
@@ -104,6 +107,7 @@ func TestCloseRightAfterOpenRewrites(t *testing.T) {
 }
 
 func TestFailedBasesAddNoLogs(t *testing.T) {
+	t.Parallel()
 	dir := storeDir(t)
 	m := openStore(t, dir, memstore.WithSyncInterval(0), memstore.WithRewriteSlack(0))
 	// Directories by the names of the next bases: renaming a base onto one

@@ -235,6 +235,7 @@ func mustBeUnchanged(t testing.TB, m *memstore.MemStore, before storeState, afte
 }
 
 func TestSnapshotRoundTrip(t *testing.T) {
+	t.Parallel()
 	src := newStore(t)
 	allBytes := make([]byte, 256)
 	for i := range allBytes {
@@ -289,6 +290,7 @@ func TestSnapshotRoundTrip(t *testing.T) {
 // byte, against WriteTo and ReadFrom, and that the same snapshot in version
 // 1 is read too.
 func TestFormatExample(t *testing.T) {
+	t.Parallel()
 	example := []byte{
 		0x89, 0x4D, 0x45, 0x4D, 0x53, 0x4E, 0x41, 0x50, // magic
 		0x02,                                           // version 2
@@ -328,6 +330,7 @@ func TestFormatExample(t *testing.T) {
 }
 
 func TestReadFromRejectsBadSnapshots(t *testing.T) {
+	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
 		live := time.Now().Add(time.Hour).UnixNano()
 		alice := entryBytes(snapEntry{"alice", live, []byte("the snapshot's")})
@@ -405,6 +408,7 @@ func TestReadFromRejectsBadSnapshots(t *testing.T) {
 }
 
 func TestReadFromReportsReadErrors(t *testing.T) {
+	t.Parallel()
 	m := newStore(t)
 	mustCommit(t, m, "tok", []byte("the store's"), inAnHour())
 	before := stateOf(m)
@@ -442,6 +446,7 @@ func TestReadFromHugeClaimsFailAtOnceWithLittleMemory(t *testing.T) {
 }
 
 func TestSnapshotsSkipExpiredSessions(t *testing.T) {
+	t.Parallel()
 	t.Run("WriteTo", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
 			m := newStore(t)
@@ -468,6 +473,7 @@ func TestSnapshotsSkipExpiredSessions(t *testing.T) {
 }
 
 func TestReadFromKeepsTheStoresSessions(t *testing.T) {
+	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
 		m := newStore(t)
 		storeExpiry := time.Now().Add(2 * time.Hour)
@@ -498,6 +504,7 @@ func TestReadFromKeepsTheStoresSessions(t *testing.T) {
 }
 
 func TestReadFromUnderACap(t *testing.T) {
+	t.Parallel()
 	const maxBytes = 64 << 10
 	m := memstore.New(0, memstore.WithMaxBytes(maxBytes))
 	defer m.Close()
@@ -522,6 +529,7 @@ func TestReadFromUnderACap(t *testing.T) {
 }
 
 func TestReadFromKeepsSessionsCommittedMeanwhile(t *testing.T) {
+	t.Parallel()
 	const n = 5000 // several batches
 	entries := make([]snapEntry, n)
 	later := time.Now().Add(time.Hour).UnixNano()
@@ -551,6 +559,7 @@ type writerFunc func(p []byte) (int, error)
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
 
 func TestWriteToHoldsNoLockWhileWriting(t *testing.T) {
+	t.Parallel()
 	m := newStore(t)
 	mustCommit(t, m, "tok", []byte("data"), inAnHour())
 	var once sync.Once
@@ -594,6 +603,7 @@ func (w *failingWriter) Write(p []byte) (int, error) {
 }
 
 func TestWriteToReportsWriteErrors(t *testing.T) {
+	t.Parallel()
 	m := newStore(t)
 	for i := range 1000 { // about 160 kB: several buffers
 		mustCommit(t, m, fmt.Sprint("session", i), payload, inAnHour())
@@ -608,6 +618,7 @@ func TestWriteToReportsWriteErrors(t *testing.T) {
 }
 
 func TestSnapshotsWorkAfterClose(t *testing.T) {
+	t.Parallel()
 	src := memstore.New(time.Millisecond)
 	mustCommit(t, src, "tok", []byte("data"), inAnHour())
 	src.Close()
@@ -647,6 +658,7 @@ func mustHoldOnly(t *testing.T, dir string, names ...string) {
 }
 
 func TestWriteFileAndReadFile(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	name := filepath.Join(dir, "sessions.snapshot")
 	// A file is there already, more widely readable and not a snapshot.
@@ -686,6 +698,7 @@ func TestWriteFileAndReadFile(t *testing.T) {
 }
 
 func TestReadFileErrors(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	m := newStore(t)
 	mustCommit(t, m, "tok", []byte("data"), inAnHour())
@@ -709,6 +722,7 @@ func TestReadFileErrors(t *testing.T) {
 }
 
 func TestWriteFileLeavesNothingBehindOnFailure(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	m := newStore(t)
 	mustCommit(t, m, "tok", []byte("data"), inAnHour())
@@ -729,6 +743,7 @@ func TestWriteFileLeavesNothingBehindOnFailure(t *testing.T) {
 }
 
 func TestWriteToDuringCommitAndDelete(t *testing.T) {
+	t.Parallel()
 	m := memstore.New(time.Millisecond) // the janitor sweeps meanwhile too
 	defer m.Close()
 	const stable = 3000 // never touched while snapshots are taken; several batches
@@ -765,7 +780,7 @@ func TestWriteToDuringCommitAndDelete(t *testing.T) {
 	defer wg.Wait()
 	defer close(stop)
 
-	for range 10 {
+	for range sized(4, 10) {
 		seen := map[string]bool{}
 		for _, e := range decodeSnapshot(t, snapshot(t, m)) { // the count and checksum agree
 			if string(e.data) != e.token || seen[e.token] {
@@ -965,6 +980,7 @@ func capForOne(t *testing.T) int64 {
 // room, expired or too large to be restored at all, the older never comes
 // back.
 func TestReadFromTakesOnlyTheFirstCopyOfAToken(t *testing.T) {
+	t.Parallel()
 	maxBytes := capForOne(t)
 	later := time.Now().Add(time.Hour).UnixNano()
 	for name, snap := range map[string][]byte{
@@ -1000,6 +1016,7 @@ func TestReadFromTakesOnlyTheFirstCopyOfAToken(t *testing.T) {
 // most most file systems allow, ASCII and multi-byte: the temporary file
 // beside it must fit too, whatever the target's length.
 func TestWriteFileTakesAnyNameLength(t *testing.T) {
+	t.Parallel()
 	m := newStore(t)
 	mustCommit(t, m, "tok", []byte("data"), inAnHour())
 	want, _ := m.All()
@@ -1040,6 +1057,7 @@ func (z *zeros) Read(p []byte) (int, error) {
 // zeros: it must stop after the first 9 bytes, the magic number and version,
 // with an error, rather than read until memory runs out.
 func TestReadFromRejectsAWrongStartAtOnce(t *testing.T) {
+	t.Parallel()
 	m := newStore(t)
 	var z zeros
 	n, err := m.ReadFrom(&z)
@@ -1051,6 +1069,7 @@ func TestReadFromRejectsAWrongStartAtOnce(t *testing.T) {
 // TestReadFileReadsNoMoreThanTheFile: a device that never ends, /dev/zero,
 // is rejected at once, and a regular file is still read whole.
 func TestReadFileReadsNoMoreThanTheFile(t *testing.T) {
+	t.Parallel()
 	m := newStore(t)
 	if runtime.GOOS != "windows" {
 		if err := m.ReadFile("/dev/zero"); !errors.Is(err, memstore.ErrBadSnapshot) {
@@ -1074,6 +1093,7 @@ func TestReadFileReadsNoMoreThanTheFile(t *testing.T) {
 // and whose last entry is that token's older copy: the token must stay gone,
 // never take the snapshot's copy.
 func TestReadFromUnderACapNeverRestoresAHeldTokensOlderCopy(t *testing.T) {
+	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
 		for name, life := range map[string]time.Duration{"evicted": time.Minute, "expired": shortLife} {
 			m := memstore.New(0, memstore.WithMaxBytes(16<<10))
