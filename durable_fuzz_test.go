@@ -192,7 +192,13 @@ func openDamaged(t *testing.T, ops []byte, d damage, afterBase bool, at int, jun
 		}
 	case !afterBase && from >= storeFrom && from < storeTo && len(damaged) == len(written) && bytes.Equal(damaged[storeTo:], written[storeTo:]):
 		// The store of the only file is the directory's, whatever it is:
-		// there is nothing to tell it from.
+		// there is nothing to tell it from. But an identity never holds a
+		// zero byte, so a start with one is taken as cut short as it was
+		// created, and the records after it refused (openChecked has
+		// checked the error and that no file changed).
+		if m == nil && bytes.IndexByte(damaged[storeFrom:storeTo], 0) >= 0 {
+			break
+		}
 		if m == nil || !maps.Equal(allOf(t, m), states[n]) {
 			t.Fatalf("Open of a log whose store alone is changed failed or lost changes; want it read whole")
 		}
