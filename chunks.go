@@ -329,7 +329,7 @@ func (m *MemStore) compactLocked(c *chunk, removeBy time.Duration) {
 			m.recordBytes -= int64(size)
 			if s.deadline <= removeBy {
 				m.noteRemovalLocked(at)
-				m.deleteLocked(i)
+				m.clearSlotLocked(i)
 				m.countRemovalLocked(s, now)
 			} else {
 				r := m.reserve(size)

@@ -8,29 +8,6 @@ import (
 	"time"
 )
 
-// WithMaxBytes caps the memory a store holds at n bytes: its chunks, counting
-// the bytes of live sessions, of dead ones not yet reclaimed and the room not
-// yet written, and its index. Stats reports that figure as Bytes. An n of
-// zero or less means no cap, the default. New and Open both apply it.
-//
-// A Commit that would take the store past the cap makes room first: it
-// reclaims dead bytes, then removes expired sessions, then evicts the live
-// sessions nearest their expiry, sampled as Redis's volatile-ttl policy does.
-// A session larger than the whole cap is refused with an error wrapping
-// ErrTooLarge, and the store is left as it was. For a session of up to
-// 4 KiB, making room holds the writers' lock for tens of microseconds at
-// most, and evicts at most one chunk's sessions, no more than 1/64 of the cap.
-//
-// Bytes can pass the cap for as long as Commits are in flight: their bytes
-// count once they are published, up to one chunk, or one session of its own
-// chunk, per Commit in flight. In a store from Open, the records waiting for
-// the log's writer keep their chunks alive: up to an eighth of the cap more
-// (at least 512 KiB), up to 16 MiB while the disk falls behind, and the
-// writer's buffer of up to 512 KiB besides.
-func WithMaxBytes(n int64) Option {
-	return func(m *MemStore) { m.maxBytes = max(n, 0) }
-}
-
 // heldLocked returns the bytes the store holds: see WithMaxBytes. m.mu must
 // be held.
 func (m *MemStore) heldLocked() int64 {

@@ -336,10 +336,10 @@ func (m *MemStore) insertLocked(h uint64, s slot) {
 	}
 }
 
-// deleteLocked removes the session in slot i of the current table, leaving
+// clearSlotLocked removes the session in slot i of the current table, leaving
 // a tombstone, and shrinks the table if it is now mostly empty. m.mu must be
 // held for writing.
-func (m *MemStore) deleteLocked(i int) {
+func (m *MemStore) clearSlotLocked(i int) {
 	t := m.table.Load()
 	t.slots[i].write(tombstoneHash, slot{})
 	t.live--

@@ -126,12 +126,6 @@ func (m *MemStore) startJanitor(cleanupInterval time.Duration) {
 	}
 }
 
-// Option configures a store; pass options to New or Open. New and Open
-// apply every option in order, a later one overriding an earlier one of
-// the same kind, and skip a nil Option. New ignores WithSyncInterval, as
-// its stores write nothing to disk.
-type Option func(*MemStore)
-
 // Find returns the data of the session with the given token. A token that is
 // unknown or expired gives (nil, false, nil); the error is always nil.
 //
@@ -374,7 +368,7 @@ func (m *MemStore) tokenIs(at location, token string) bool {
 func (m *MemStore) removeLocked(i int) {
 	s := m.slotLocked(i)
 	m.noteRemovalLocked(s.at)
-	m.deleteLocked(i)
+	m.clearSlotLocked(i)
 	m.releaseLocked(s.at)
 }
 

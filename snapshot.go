@@ -9,34 +9,11 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
-	"math"
 	"os"
 	"path/filepath"
 	"time"
 	"unicode/utf8"
 )
-
-// The snapshot format, documented byte by byte in FORMAT.md:
-//
-//	header:  magic (8 bytes) | version (1 byte) | store (16 bytes) | entry count (uint64)
-//	entry:   token length (uvarint) | token | expiry (int64 Unix ns) | data length (uvarint) | data
-//	trailer: CRC-32C of every byte before it (uint32)
-//
-// Fixed-width integers are big-endian. Version 1 has no store field.
-const (
-	magic           = "\x89MEMSNAP" // the high first byte marks the file as binary, not text
-	version         = 2             // the version written: bumped by any change to the format
-	firstVersion    = 1             // the oldest version read: a reader reads every version up to its own
-	checksumLen     = 4
-	minEntryLen     = 1 + 8 + 1 // the shortest entry: empty token and data
-	writeBufferSize = 64 << 10  // one write to w per 64 KiB, however small the sessions
-)
-
-// storeID is the identity of a durable store's directory, fixed when the
-// directory is first used and written into each of its files, so that Open
-// tells its own files from another store's. A store from New has none: the
-// zero storeID. Generated identities have no zero byte (see newStoreID).
-type storeID [16]byte
 
 // storeID returns the identity WriteTo writes: the directory's, in a store
 // from Open.
@@ -46,14 +23,6 @@ func (m *MemStore) storeID() storeID {
 	}
 	return m.log.id
 }
-
-// castagnoli is the CRC-32C table: hardware-accelerated on amd64 and arm64,
-// and better at catching errors than the IEEE polynomial.
-var castagnoli = crc32.MakeTable(crc32.Castagnoli)
-
-// latestUnixNano is the latest time whose Unix nanoseconds fit in an int64,
-// in 2262. A session committed to live longer is saved as expiring then.
-var latestUnixNano = time.Unix(0, math.MaxInt64)
 
 // WriteTo writes a snapshot of every unexpired session to w, in the format
 // described in FORMAT.md, and returns the number of bytes written. It
@@ -239,15 +208,6 @@ func appendEntry(b []byte, token []byte, expiry int64, data []byte) []byte {
 	return append(b, data...)
 }
 
-// unixNano is t.UnixNano, clamped: a deadline saturated by addSaturating
-// lies centuries beyond 2262, where t.UnixNano would overflow.
-func unixNano(t time.Time) int64 {
-	if t.After(latestUnixNano) {
-		return math.MaxInt64
-	}
-	return t.UnixNano()
-}
-
 // countingWriter passes writes on to w, counting the bytes w accepts.
 type countingWriter struct {
 	w io.Writer
@@ -258,40 +218,6 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 	n, err := c.w.Write(p)
 	c.n += int64(n)
 	return n, err
-}
-
-// restoreBase restores the base in f, a regular file of size bytes, into
-// m, a store that Open has not returned yet, after check has accepted its
-// version and store. It reads f twice: first only to check it, then to add
-// its sessions. An error leaves m holding part of them: Open drops it.
-//
-// Two passes over a file, rather than ReadFrom's one over a stream, because
-// m is Open's alone until Open returns, and dropped on an error: nothing
-// need be held back until the checksum has passed, so the sessions go
-// straight into place, a batch at a time, and the first pass counts them, so
-// that the index is made that large at once without trusting the header.
-// Beyond the sessions, a restore holds the set of the tokens met (about 70
-// bytes a session: see FORMAT.md), a batch, and the stream's buffer: at most
-// twice the largest entry, or 64 KiB.
-func (m *MemStore) restoreBase(f *os.File, size int64, check func(version byte, store storeID) error) error {
-	entries := 0
-	d := m.snapReader(io.NewSectionReader(f, 0, size), size)
-	d.check = check
-	if err := decode(d, func(decoded) { entries++ }); err != nil {
-		return err
-	}
-	m.reserveIndex(entries)
-	m.startRestore()
-	defer m.endRestore()
-	mg := merger{m: m, batch: make([]restored, 0, batchSize), taken: make(map[string]struct{}, entries)}
-	d = m.snapReader(io.NewSectionReader(f, 0, size), size)
-	d.check = check
-	err := decode(d, mg.add)
-	mg.flush()
-	if err == nil {
-		err = mg.syncErr
-	}
-	return err
 }
 
 // startRestore makes the store remember the tokens it removes from now on,

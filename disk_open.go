@@ -12,8 +12,10 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"slices"
 	"time"
+	"weak"
 )
 
 // Open returns a store that holds its sessions in memory, as New does, and
@@ -90,6 +92,88 @@ type restoredDir struct {
 	torn     uint64   // torn last records dropped
 	owned    []string // the files restored, which a rewrite deletes
 	stale    []string // files of the store a crash left, older generations and temporary files, and logs holding no record
+}
+
+// startLog starts a new log in d and its writer, and attaches them to m.
+// On an error nothing was started. Only a failure to create the log's file
+// is an error: one to write or sync it is disk trouble, which the store
+// rides out as it does once started, so that a restart on a full disk
+// serves the sessions restored.
+func (d restoredDir) startLog(m *MemStore, lock *os.File) error {
+	file, err := newLogFile(d.dir, d.nextGen)
+	if err != nil {
+		return err
+	}
+	started := writeLogStart(file, d.dir, d.id)
+	for _, name := range d.stale {
+		os.Remove(filepath.Join(d.dir, name)) // left by a crash; a failure leaves them for the next Open
+	}
+	l := &durableLog{
+		dir:      d.dir,
+		interval: m.syncInterval,
+		slack:    m.rewriteSlack,
+		wakeAt:   wakeAtUnder(m.maxBytes),
+		lock:     lock,
+		id:       d.id,
+		owned:    d.owned,
+		stats:    diskStats{torn: d.torn},
+		wake:     make(chan struct{}, 1),
+		done:     make(chan struct{}),
+		exited:   make(chan struct{}),
+		file:     file,
+		gen:      d.nextGen,
+		written:  int64(logStartLen),
+		older:    d.older,
+		due:      d.replayed || d.upgrade, // fold the logs replayed into a base, and files of version 1
+	}
+	m.log = l
+	if started != nil {
+		// The log may lack its start, so it takes no record: the rewrite
+		// that fail schedules starts a new one and catches up. A crash
+		// before leaves this log empty or cut short, which Open reads as it
+		// reads one a crash cut short as it was created.
+		l.fail(started)
+	}
+	if l.due {
+		l.signal() // the writer looks for work when woken
+	}
+	go l.run(weak.Make(m))
+	runtime.AddCleanup(m, (*durableLog).stop, l)
+	return nil
+}
+
+// restoreBase restores the base in f, a regular file of size bytes, into
+// m, a store that Open has not returned yet, after check has accepted its
+// version and store. It reads f twice: first only to check it, then to add
+// its sessions. An error leaves m holding part of them: Open drops it.
+//
+// Two passes over a file, rather than ReadFrom's one over a stream, because
+// m is Open's alone until Open returns, and dropped on an error: nothing
+// need be held back until the checksum has passed, so the sessions go
+// straight into place, a batch at a time, and the first pass counts them, so
+// that the index is made that large at once without trusting the header.
+// Beyond the sessions, a restore holds the set of the tokens met (about 70
+// bytes a session: see FORMAT.md), a batch, and the stream's buffer: at most
+// twice the largest entry, or 64 KiB.
+func (m *MemStore) restoreBase(f *os.File, size int64, check func(version byte, store storeID) error) error {
+	entries := 0
+	d := m.snapReader(io.NewSectionReader(f, 0, size), size)
+	d.check = check
+	if err := decode(d, func(decoded) { entries++ }); err != nil {
+		return err
+	}
+	m.reserveIndex(entries)
+	m.startRestore()
+	defer m.endRestore()
+	mg := merger{m: m, batch: make([]restored, 0, batchSize), taken: make(map[string]struct{}, entries)}
+	d = m.snapReader(io.NewSectionReader(f, 0, size), size)
+	d.check = check
+	err := decode(d, mg.add)
+	mg.flush()
+	if err == nil {
+		err = mg.syncErr
+	}
+	return err
 }
 
 // dirFile is a file of the store's found in its directory.

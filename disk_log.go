@@ -6,26 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
-	"runtime"
 	"sync"
 	"time"
 	"weak"
 )
-
-// defaultSyncInterval is Redis's appendfsync everysec.
-const defaultSyncInterval = time.Second
-
-// WithSyncInterval sets how long a Commit to a store from Open may stay only
-// in memory: a Commit is on disk, fsync'ed, at most d after it returns (plus
-// the time a write and an fsync take). The default is one second, as Redis's
-// appendfsync everysec. A d of 0 or less makes every Commit wait until it is
-// on disk, concurrent Commits sharing one fsync. Delete is always on disk
-// before it returns, whatever d. Only Open uses it: New accepts it and
-// ignores it, as a store from New writes nothing to disk.
-func WithSyncInterval(d time.Duration) Option {
-	return func(m *MemStore) { m.syncInterval = max(d, 0) }
-}
 
 // retryInterval is how long the store waits, after a disk error or a failed
 // rewrite, before it tries again.
@@ -209,54 +193,6 @@ func awaitSync(b *syncBatch) error {
 	}
 	<-b.done
 	return b.err
-}
-
-// startLog starts a new log in d and its writer, and attaches them to m.
-// On an error nothing was started. Only a failure to create the log's file
-// is an error: one to write or sync it is disk trouble, which the store
-// rides out as it does once started, so that a restart on a full disk
-// serves the sessions restored.
-func (d restoredDir) startLog(m *MemStore, lock *os.File) error {
-	file, err := newLogFile(d.dir, d.nextGen)
-	if err != nil {
-		return err
-	}
-	started := writeLogStart(file, d.dir, d.id)
-	for _, name := range d.stale {
-		os.Remove(filepath.Join(d.dir, name)) // left by a crash; a failure leaves them for the next Open
-	}
-	l := &durableLog{
-		dir:      d.dir,
-		interval: m.syncInterval,
-		slack:    m.rewriteSlack,
-		wakeAt:   wakeAtUnder(m.maxBytes),
-		lock:     lock,
-		id:       d.id,
-		owned:    d.owned,
-		stats:    diskStats{torn: d.torn},
-		wake:     make(chan struct{}, 1),
-		done:     make(chan struct{}),
-		exited:   make(chan struct{}),
-		file:     file,
-		gen:      d.nextGen,
-		written:  int64(logStartLen),
-		older:    d.older,
-		due:      d.replayed || d.upgrade, // fold the logs replayed into a base, and files of version 1
-	}
-	m.log = l
-	if started != nil {
-		// The log may lack its start, so it takes no record: the rewrite
-		// that fail schedules starts a new one and catches up. A crash
-		// before leaves this log empty or cut short, which Open reads as it
-		// reads one a crash cut short as it was created.
-		l.fail(started)
-	}
-	if l.due {
-		l.signal() // the writer looks for work when woken
-	}
-	go l.run(weak.Make(m))
-	runtime.AddCleanup(m, (*durableLog).stop, l)
-	return nil
 }
 
 // run writes and syncs records until stopped. It holds store weakly, like

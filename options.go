@@ -1,0 +1,48 @@
+// SPDX-License-Identifier: MIT
+
+package memstore
+
+import "time"
+
+// Option configures a store; pass options to New or Open. New and Open
+// apply every option in order, a later one overriding an earlier one of
+// the same kind, and skip a nil Option. New ignores WithSyncInterval, as
+// its stores write nothing to disk.
+type Option func(*MemStore)
+
+// WithMaxBytes caps the memory a store holds at n bytes: its chunks, counting
+// the bytes of live sessions, of dead ones not yet reclaimed and the room not
+// yet written, and its index. Stats reports that figure as Bytes. An n of
+// zero or less means no cap, the default. New and Open both apply it.
+//
+// A Commit that would take the store past the cap makes room first: it
+// reclaims dead bytes, then removes expired sessions, then evicts the live
+// sessions nearest their expiry, sampled as Redis's volatile-ttl policy does.
+// A session larger than the whole cap is refused with an error wrapping
+// ErrTooLarge, and the store is left as it was. For a session of up to
+// 4 KiB, making room holds the writers' lock for tens of microseconds at
+// most, and evicts at most one chunk's sessions, no more than 1/64 of the cap.
+//
+// Bytes can pass the cap for as long as Commits are in flight: their bytes
+// count once they are published, up to one chunk, or one session of its own
+// chunk, per Commit in flight. In a store from Open, the records waiting for
+// the log's writer keep their chunks alive: up to an eighth of the cap more
+// (at least 512 KiB), up to 16 MiB while the disk falls behind, and the
+// writer's buffer of up to 512 KiB besides.
+func WithMaxBytes(n int64) Option {
+	return func(m *MemStore) { m.maxBytes = max(n, 0) }
+}
+
+// WithSyncInterval sets how long a Commit to a store from Open may stay only
+// in memory: a Commit is on disk, fsync'ed, at most d after it returns (plus
+// the time a write and an fsync take). The default is one second, as Redis's
+// appendfsync everysec. A d of 0 or less makes every Commit wait until it is
+// on disk, concurrent Commits sharing one fsync. Delete is always on disk
+// before it returns, whatever d. Only Open uses it: New accepts it and
+// ignores it, as a store from New writes nothing to disk.
+func WithSyncInterval(d time.Duration) Option {
+	return func(m *MemStore) { m.syncInterval = max(d, 0) }
+}
+
+// defaultSyncInterval is Redis's appendfsync everysec.
+const defaultSyncInterval = time.Second
