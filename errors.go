@@ -38,3 +38,12 @@ var ErrDirPermissions = errors.New("memstore: directory open to other users")
 // error of a CopyTo that the target store stopped: it says that some
 // sessions were not copied.
 var ErrCopyIncomplete = errors.New("memstore: copy incomplete")
+
+// ErrDeleted is wrapped by the error of a Commit that the store refused
+// because its token was deleted (by Delete, or by a Commit with an expiry
+// already past) before the deadline the deleted session had: a request that
+// loaded the session before a logout must not bring it back. The store is
+// unchanged. With scs, LoadAndSave then calls the session manager's
+// ErrorFunc and writes no cookie: answer as to a request without a session
+// (a redirect to the login page, or 401), not as to a server fault.
+var ErrDeleted = errors.New("memstore: session deleted")
