@@ -4,9 +4,11 @@ package memstore
 
 import (
 	"encoding/binary"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 )
 
 // Sessions are held as records in large byte slices, the chunks, so that the
@@ -37,7 +39,7 @@ const minChunkSize = 1 << 10
 // Shares of a chunk, in sixteenths of its size.
 const (
 	// A record larger than 1/16 of the chunk size gets a chunk of its own,
-	// exactly its size, so that the tail a shared chunk wastes when the next
+	// of its size (as the allocator rounds it), so that the tail a shared chunk wastes when the next
 	// record does not fit stays under 1/16 of it.
 	ownChunkAbove = 1
 	// A chunk at least half dead is worth compacting: the copy is no larger
@@ -47,7 +49,7 @@ const (
 
 // chunk is one slice of records.
 type chunk struct {
-	buf []byte // the records; its length, fixed at creation, is the chunk's size
+	buf []byte // the records; its length, fixed at creation, is the chunk's size; its capacity, what the allocator gave
 
 	// Written under tail.mu, read without it.
 	used    atomic.Int64 // bytes of buf reserved so far
@@ -99,8 +101,21 @@ type chunkDir struct {
 	segs []*[chunkSegSize]atomic.Pointer[chunk]
 }
 
-// chunkSegSize is how many chunk ids a segment of chunkDir holds.
-const chunkSegSize = 256
+// chunkSegSize is how many chunk ids a segment of chunkDir holds: small,
+// since a store holding a session holds a segment, which counts against
+// the cap.
+const chunkSegSize = 64
+
+// segBytes is the size of a segment of chunkDir.
+const segBytes = chunkSegSize * int64(unsafe.Sizeof(atomic.Pointer[chunk]{}))
+
+// dirBytes returns what the chunk directory's segments take, counted in
+// Stats.Bytes and against the cap. A segment is freed only with the whole
+// directory, when the last chunk is dropped, so that a reader holding an
+// older chunkDir finds the same entries.
+func (m *MemStore) dirBytes() int64 {
+	return int64(len(m.dir.Load().segs)) * segBytes
+}
 
 // chunkAt returns the chunk whose id is id, nil if none has it.
 func (m *MemStore) chunkAt(id uint32) *chunk {
@@ -156,7 +171,7 @@ func (r reservation) slot(deadline time.Duration) slot {
 // location returns the location of the record of size bytes at off in c.
 func (c *chunk) location(off, size int) location {
 	if off == 0 && size == len(c.buf) {
-		return location{chunk: c.id} // alone in its chunk: see MemStore.size
+		return location{chunk: c.id} // alone in its chunk (see reservation.alone): see MemStore.size
 	}
 	return location{chunk: c.id, offset: uint16(off), size: uint16(size)}
 }
@@ -167,7 +182,7 @@ func (c *chunk) location(off, size int) location {
 // takes MemStore.mu, so it may be called with or without it held.
 func (m *MemStore) reserve(size int) reservation {
 	if size > m.chunkSize*ownChunkAbove/16 {
-		c := &chunk{buf: make([]byte, size)}
+		c := &chunk{buf: allocate(size)}
 		c.used.Store(int64(size))
 		c.pending.Store(1)
 		return reservation{c: c, buf: c.buf}
@@ -180,13 +195,47 @@ func (m *MemStore) reserve(size int) reservation {
 		if c != nil {
 			next = 2 * len(c.buf)
 		}
-		c = &chunk{buf: make([]byte, max(size, min(next, m.chunkSize)))}
+		buf := allocate(max(size, min(next, m.chunkSize)))
+		c = &chunk{buf: buf[:cap(buf)]} // a shared chunk uses the whole block it was given
 		m.tail.active.Store(c)
 	}
 	off := int(c.used.Add(int64(size))) - size
 	c.pending.Add(1)
 	return reservation{c: c, off: off, buf: c.buf[off : off+size : off+size]}
 }
+
+// allocate returns a slice of n bytes whose capacity is the whole block the
+// allocator gives it: a request is rounded up to the allocator's size
+// class, or to whole pages past 32 KiB (4,097 bytes take 4,864; 32,769 take
+// 40,960), and the cap counts what is really held.
+func allocate(n int) []byte {
+	return slices.Grow([]byte(nil), n)[:n]
+}
+
+// sizeClass returns the bytes the allocator gives a request of n bytes,
+// without allocating more than 32 KiB to find out: past that it gives whole
+// pages of 8 KiB.
+func sizeClass(n int) int {
+	const maxSmall, page = 32 << 10, 8 << 10
+	if n > maxSmall {
+		return (n + page - 1) &^ (page - 1)
+	}
+	return cap(allocate(n))
+}
+
+// chunkHeader is what a chunk costs beyond its bytes: the chunk itself, in
+// the allocator's size class. Its directory entry is counted with the
+// directory's segments (see dirBytes).
+var chunkHeader = int64(cap(allocate(int(unsafe.Sizeof(chunk{})))))
+
+// chunkCost returns the bytes c counts for in Stats.Bytes and against the
+// cap: its block and its header.
+func (m *MemStore) chunkCost(c *chunk) int64 {
+	return int64(cap(c.buf)) + chunkHeader
+}
+
+// alone reports whether r's record has a chunk of its own.
+func (r reservation) alone() bool { return r.off == 0 && len(r.buf) == len(r.c.buf) }
 
 // registerLocked gives c an id, if it has none yet, and counts its bytes.
 // m.mu must be held for writing.
@@ -202,7 +251,7 @@ func (m *MemStore) registerLocked(c *chunk) {
 		c.id = m.chunkIDs
 	}
 	m.setChunkLocked(c.id, c)
-	m.chunkBytes += int64(len(c.buf))
+	m.chunkBytes += m.chunkCost(c)
 }
 
 // dropIfIdleLocked drops c, whose records are all dead, unless a record is
@@ -230,8 +279,15 @@ func (m *MemStore) dropLocked(c *chunk) {
 	m.unlistLocked(c)
 	m.setChunkLocked(c.id, nil)
 	m.freeChunkIDs = append(m.freeChunkIDs, c.id)
-	m.chunkBytes -= int64(len(c.buf))
+	m.chunkBytes -= m.chunkCost(c)
 	c.id = 0
+	if m.chunkBytes == 0 {
+		// No chunk left: the directory goes too, so that a store emptied
+		// holds nothing. A reader still holding the old one finds no chunk
+		// in it, as it would in the old one's cleared entries.
+		m.dir.Store(&chunkDir{})
+		m.chunkIDs, m.freeChunkIDs = 0, nil
+	}
 }
 
 // halfDead reports whether at least half of c is dead.
@@ -397,10 +453,11 @@ const deadSlackChunks = 16
 // chunkSizeFor returns the size of the shared chunks of a store capped at
 // maxBytes (0: no cap). Under a cap, a chunk is at most 1/64 of it, so that
 // the room kept for the active chunk's unwritten tail (see makeRoomLocked)
-// is a small part of the cap.
+// is a small part of the cap; it is rounded up to the allocator's size
+// class, which a chunk takes whatever its length.
 func chunkSizeFor(maxBytes int64) int {
 	if maxBytes > 0 && maxBytes/64 < maxChunkSize {
-		return int(maxBytes / 64)
+		return sizeClass(max(int(maxBytes/64), 1)) // what a chunk of that size really takes
 	}
 	return maxChunkSize
 }

@@ -111,10 +111,10 @@ type syncBatch struct {
 	err  error // set before done is closed
 }
 
-// putLocked records a Commit, whose record is the one reserved in r. It
+// queuePutLocked records a Commit, whose record is the one reserved in r. It
 // returns the sync to wait for, if the caller must. m.mu must be held for
 // writing, so that changes are recorded in the order they are made.
-func (l *durableLog) putLocked(r reservation, expiry time.Time) *syncBatch {
+func (l *durableLog) queuePutLocked(r reservation, expiry time.Time) *syncBatch {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	wait := l.interval == 0 || l.pending.size >= maxPending
@@ -125,10 +125,10 @@ func (l *durableLog) putLocked(r reservation, expiry time.Time) *syncBatch {
 	return l.queuedLocked(wait)
 }
 
-// deleteLocked records a Delete, and returns the sync to wait for. m.mu
+// queueDeleteLocked records a Delete, and returns the sync to wait for. m.mu
 // must be held for writing. A token longer than maxSession needs no record:
 // Commit refuses it, so it is on no disk.
-func (l *durableLog) deleteLocked(token string) *syncBatch {
+func (l *durableLog) queueDeleteLocked(token string) *syncBatch {
 	if len(token) > maxSession {
 		return nil
 	}

@@ -42,7 +42,7 @@ const (
 
 // maxPayload is the largest payload the store writes: a put's op byte,
 // expiry and record (see checkSize), or a delete's op byte and token (see
-// deleteLocked). A longer length is damage, and is never allocated.
+// queueDeleteLocked). A longer length is damage, and is never allocated.
 const maxPayload = 1 + 8 + maxSession
 
 // fileKind is what a file of the directory holds.

@@ -11,7 +11,7 @@ import (
 // heldLocked returns the bytes the store holds: see WithMaxBytes. m.mu must
 // be held.
 func (m *MemStore) heldLocked() int64 {
-	return m.chunkBytes + m.chargeLocked()
+	return m.chunkBytes + m.dirBytes() + m.chargeLocked()
 }
 
 // evictionSamples is how many sessions one look at the index samples: Redis's
@@ -19,8 +19,9 @@ func (m *MemStore) heldLocked() int64 {
 const evictionSamples = 5
 
 // makeRoomLocked removes dead bytes, or failing that sessions, until the
-// record of r, written but not yet placed, and its index entry fit under the
-// cap, or the store is empty. m.mu must be held for writing.
+// record of r, written but not yet placed, and, if inserting, its index
+// entry fit under the cap, or no session is left that may go: the kept one
+// (see keptToken) goes only once expired. m.mu must be held for writing.
 //
 // The bytes that count here are those written: the active chunk's unwritten
 // tail is left out, and room for a whole chunk is kept below the cap instead,
@@ -39,15 +40,15 @@ const evictionSamples = 5
 // removing with it every session there that expires no later: written
 // together, they expire together. An expired session's chunk is preferred:
 // chunkRounds more rounds look for one before a live session's chunk goes.
-// Making room thus costs a few map steps a round and, now and then, a
+// Making room thus costs a few slots' reads a round and, now and then, a
 // chunk's copy, whatever the store's size.
-func (m *MemStore) makeRoomLocked(r reservation) {
+func (m *MemStore) makeRoomLocked(r reservation, inserting bool) {
 	if m.maxBytes == 0 {
 		return
 	}
 	limit := m.maxBytes - int64(m.chunkSize)
 	now := m.now()
-	for round := 0; m.writtenLocked()+m.growth(r) > limit && m.lenLocked() > 0; round++ {
+	for round := 0; m.writtenLocked()+m.growth(r, inserting) > limit && m.evictableLocked(); round++ {
 		withChunk := round >= chunkRounds
 		switch {
 		case m.compactHalfDeadLocked(now):
@@ -75,19 +76,39 @@ func (m *MemStore) compactHalfDeadLocked(now time.Duration) bool {
 	return c != nil
 }
 
-// growth returns how much placing r will add to what writtenLocked counts:
-// the table's growth, if it is full, and the record itself unless its chunk
-// is registered, and so counted, already (a compaction while making room
-// may register it). The zero reservation adds nothing: making room for it
-// only brings the store back under the cap. m.mu must be held.
-func (m *MemStore) growth(r reservation) int64 {
-	switch {
-	case r.c == nil:
-		return 0
-	case r.c.id != 0:
-		return m.growthLocked()
+// evictableLocked reports whether the store holds a session that making
+// room may remove: any but the kept one, which goes only once expired, and
+// then as any expired session does. m.mu must be held.
+func (m *MemStore) evictableLocked() bool {
+	switch n := m.lenLocked(); {
+	case n == 0:
+		return false
+	case n > 1 || !m.kept.set:
+		return true
 	}
-	return m.growthLocked() + int64(len(r.buf))
+	_, held := m.lookupLocked(m.kept.hash, m.kept.token)
+	return !held
+}
+
+// growth returns how much placing r will add to what writtenLocked counts:
+// the table's growth if inserting into a full table, and the record itself
+// unless its chunk is registered, and so counted, already (a compaction
+// while making room may register it). The zero reservation adds nothing:
+// making room for it only brings the store back under the cap. m.mu must be
+// held.
+func (m *MemStore) growth(r reservation, inserting bool) int64 {
+	var g int64
+	if inserting {
+		g = m.growthLocked()
+	}
+	switch {
+	case r.c == nil || r.c.id != 0:
+	case r.alone():
+		g += m.chunkCost(r.c)
+	default: // a new shared chunk: its unwritten tail is in the room kept below the cap
+		g += int64(len(r.buf)) + chunkHeader
+	}
+	return g
 }
 
 // writtenLocked returns the bytes the store holds (see heldLocked) less the
@@ -139,8 +160,8 @@ func (m *MemStore) evictBestLocked(now time.Duration, withChunk bool) {
 			return
 		}
 		i, held := m.slotAtLocked(c.hash, c.slot.at)
-		if !held || m.slotLocked(i) != c.slot {
-			continue // removed, moved or renewed since it was sampled
+		if !held || m.slotLocked(i) != c.slot || m.keeps(c.hash, c.slot.at) {
+			continue // removed, moved or renewed since it was sampled, or being replaced
 		}
 		if ch := m.chunkAt(c.slot.at.chunk); withChunk && m.compactable(ch, m.activeChunk()) {
 			m.compactLocked(ch, c.slot.deadline)

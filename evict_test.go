@@ -332,3 +332,135 @@ func TestEvictionKeepsNoDeletedSessionAlive(t *testing.T) {
 	}
 	runtime.KeepAlive(m)
 }
+
+// TestReplacingUnderACapNeverHidesTheSession re-commits a few hot sessions
+// under caps from 32 KiB to 64 MiB, with colliding hashes or not, while a
+// flood of other sessions keeps the store making room, and readers look
+// the hot tokens up all the while: a session being replaced must stay
+// visible until its new data takes its place. The hot sessions expire last,
+// and fewer of them than a sample holds, so eviction never chooses them.
+func TestReplacingUnderACapNeverHidesTheSession(t *testing.T) {
+	for _, maxBytes := range []int64{32 << 10, 256 << 10, 4 << 20, 64 << 20} {
+		for _, collide := range []bool{false, true} {
+			t.Run(fmt.Sprintf("cap=%d/collide=%v", maxBytes, collide), func(t *testing.T) {
+				t.Parallel()
+				opts := []memstore.Option{memstore.WithMaxBytes(maxBytes)}
+				if collide {
+					opts = append(opts, memstore.WithCollisions())
+				}
+				m := memstore.New(0, opts...)
+				defer m.Close()
+				replaceWhileReading(t, m, maxBytes)
+			})
+		}
+	}
+}
+
+func replaceWhileReading(t *testing.T, m *memstore.MemStore, maxBytes int64) {
+	const hot = 4 // fewer than a sample of five: one in each is a flood's
+	hotTokens := make([]string, hot)
+	for i := range hotTokens {
+		hotTokens[i] = fmt.Sprintf("hot-%039d", i) // 43 bytes: all hash alike under WithCollisions
+		mustCommit(t, m, hotTokens[i], []byte("first"), time.Now().Add(48*time.Hour))
+	}
+	rounds := sized(300, 3000)
+	var (
+		done   atomic.Bool
+		misses atomic.Int64
+		finds  atomic.Int64
+		wg     sync.WaitGroup
+	)
+	for r := range 2 { // readers
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := r; !done.Load(); i++ {
+				token := strings.Clone(hotTokens[i%hot]) // as a request parses it
+				if _, found, _ := m.Find(token); !found {
+					misses.Add(1)
+				}
+				finds.Add(1)
+			}
+		}()
+	}
+	floodData := make([]byte, max(16, maxBytes/2048))
+	i := 0
+	for ; m.Stats().Evicted == 0; i++ { // fill the store to its cap first
+		mustCommit(t, m, fmt.Sprintf("flood-%d", i), floodData, inAnHour())
+	}
+	flood := make(chan struct{})
+	go func() { // more sessions, so that each replacement has to make room
+		defer close(flood)
+		for ; !done.Load(); i++ {
+			if err := m.Commit(fmt.Sprintf("flood-%d", i), floodData, inAnHour()); err != nil {
+				t.Errorf("Commit of a flood session: %v", err)
+				return
+			}
+		}
+	}()
+	var writers sync.WaitGroup
+	for w := range hot {
+		writers.Add(1)
+		go func() {
+			defer writers.Done()
+			for i := range rounds {
+				data := make([]byte, 1+(i*97)%min(int(maxBytes/16), 20000)) // shared chunks and chunks of their own
+				if err := m.Commit(hotTokens[w], data, time.Now().Add(48*time.Hour)); err != nil {
+					t.Errorf("Commit(%q): %v", hotTokens[w], err)
+					return
+				}
+			}
+		}()
+	}
+	writers.Wait()
+	done.Store(true)
+	wg.Wait()
+	<-flood
+	st := m.Stats()
+	if n := misses.Load(); n > 0 {
+		t.Errorf("%d of %d Finds of a session being replaced found nothing (Stats %+v)", n, finds.Load(), st)
+	}
+	if st.Evicted == 0 {
+		t.Errorf("nothing evicted (Stats %+v): the cap never made room while sessions were replaced", st)
+	}
+	for _, token := range hotTokens {
+		if _, found, _ := m.Find(token); !found {
+			t.Errorf("Find(%q) after the replacements: not found; eviction took a hot session", token)
+		}
+	}
+}
+
+// TestHeapWithinTheCap fills stores under caps with sessions of every size
+// from 1 byte to 1 MiB, far past the cap, and measures the heap they hold:
+// the cap must bound it, give or take capSlack, whatever the allocator's
+// rounding and each chunk's own cost.
+func TestHeapWithinTheCap(t *testing.T) {
+	const capSlack = 16 << 10
+	for _, maxBytes := range []int64{64 << 10, 4 << 20} {
+		for _, size := range []int{1, 100, 1000, 4095, 4097, 16 << 10, 32<<10 + 1, 100_000, 1 << 20} {
+			data := make([]byte, size)
+			if err := newCappedStore(t, maxBytes).Commit("probe", data, inAnHour()); errors.Is(err, memstore.ErrTooLarge) {
+				continue // larger than this cap holds
+			}
+			n := int(2*maxBytes)/(size+43) + 16 // past the cap twice over
+			before := heapAfterGC()
+			m := memstore.New(0, memstore.WithMaxBytes(maxBytes))
+			for i := range n {
+				if err := m.Commit(fmt.Sprintf("%043d", i), data, inAnHour()); err != nil {
+					t.Fatalf("Commit of %d bytes under a cap of %d: %v", size, maxBytes, err)
+				}
+			}
+			grew := int64(heapAfterGC()) - int64(before)
+			st := m.Stats()
+			t.Logf("cap %d, sessions of %d bytes: %d held, Bytes %d, heap %d (%.3fx the cap)", maxBytes, size, st.Sessions, st.Bytes, grew, float64(grew)/float64(maxBytes))
+			if grew > maxBytes+capSlack || st.Bytes > maxBytes {
+				t.Errorf("cap %d, sessions of %d bytes: the heap grew by %d and Bytes = %d; want both within the cap (the heap give or take %d)", maxBytes, size, grew, st.Bytes, capSlack)
+			}
+			if st.Evicted == 0 {
+				t.Errorf("cap %d, sessions of %d bytes: nothing evicted after %d Commits", maxBytes, size, n)
+			}
+			m.Close()
+			runtime.KeepAlive(m)
+		}
+	}
+}

@@ -257,6 +257,17 @@ func (m *MemStore) hint(h uint64, token string) slotHint {
 	return slotHint{t: t, i: f.i, meta: f.meta}
 }
 
+// hintLocked returns the hint for slot i of the current table, or for no
+// slot if held is false, to be checked by lookupHintedLocked after the
+// table may have changed. m.mu must be held.
+func (m *MemStore) hintLocked(i int, held bool) slotHint {
+	if !held {
+		return slotHint{}
+	}
+	t := m.table.Load()
+	return slotHint{t: t, i: i, meta: t.slots[i].meta}
+}
+
 // lookupHintedLocked is lookupLocked, taking the slot in hint if it still
 // holds the token: the table is the same, and the slot's version and hash
 // have not moved since the token was compared. m.mu must be held.

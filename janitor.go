@@ -126,7 +126,7 @@ func (m *MemStore) sweep(stop <-chan struct{}) {
 			held := locked(func() {
 				if c.id != 0 { // not dropped meanwhile; still half dead, for it cannot come back to life
 					m.compactLocked(c, sweepStart)
-					m.makeRoomLocked(reservation{}) // the copies may have started a chunk
+					m.makeRoomLocked(reservation{}, false) // the copies may have started a chunk
 				}
 			})
 			if !pause(min(removalPacing*held, maxRemovalPause), stop) {

@@ -41,7 +41,7 @@ type MemStore struct {
 	mu           sync.RWMutex        // writers hold it; walks over the index share it
 	chunkIDs     uint32              // the ids given to chunks so far: 1 to chunkIDs
 	freeChunkIDs []uint32            // ids of dropped chunks, to give again
-	chunkBytes   int64               // the size of every chunk registered: live, dead and unwritten
+	chunkBytes   int64               // what the chunks registered cost (see chunkCost): live, dead and unwritten bytes
 	halfDead     []*chunk            // chunks found at least half dead, maybe not yet compactable
 	recordBytes  int64               // the size of every record the index points to
 	pool         evictionPool        // the best eviction candidates seen so far, kept between evictions
@@ -49,6 +49,7 @@ type MemStore struct {
 	restores     int                 // ReadFroms adding sessions now
 	removed      map[string]struct{} // tokens removed while a ReadFrom ran: see noteRemovalLocked
 	counters     counters            // what Stats reports beyond the sizes
+	kept         keptToken           // the session a Commit is replacing, which making room spares
 }
 
 // cacheLine is the size of a cache line on the processors Go runs on, or
@@ -178,7 +179,7 @@ func (m *MemStore) Commit(token string, b []byte, expiry time.Time) error {
 	m.putLocked(h, token, hint, r, deadline)
 	var synced *syncBatch
 	if m.log != nil {
-		synced = m.log.putLocked(r, expiry)
+		synced = m.log.queuePutLocked(r, expiry)
 	}
 	m.mu.Unlock()
 	if err := awaitSync(synced); err != nil && m.syncInterval == 0 {
@@ -207,7 +208,7 @@ func (m *MemStore) Delete(token string) error {
 	}
 	var synced *syncBatch
 	if m.log != nil {
-		synced = m.log.deleteLocked(token)
+		synced = m.log.queueDeleteLocked(token)
 	}
 	m.mu.Unlock()
 	return awaitSync(synced)
@@ -300,10 +301,25 @@ func (m *MemStore) checkSize(size int) error {
 	switch {
 	case size > maxSession:
 		return fmt.Errorf("%w: a session of %d bytes; the most a store holds is %d", ErrTooLarge, size, maxSession)
-	case m.maxBytes > 0 && int64(size)+minSlots*slotBytes > m.maxBytes:
+	case m.maxBytes > 0 && !m.holdsAlone(size):
 		return fmt.Errorf("%w: a session of %d bytes under a cap of %d", ErrTooLarge, size, m.maxBytes)
 	}
 	return nil
+}
+
+// holdsAlone reports whether the cap holds a record of size bytes in a
+// store holding nothing else: with the chunk directory's first segment, the
+// smallest table, the record's chunk (as the allocator rounds it) and the
+// room kept below the cap for a chunk's unwritten tail (see makeRoomLocked).
+func (m *MemStore) holdsAlone(size int) bool {
+	room := m.maxBytes - (segBytes + minSlots*slotBytes + chunkHeader + int64(m.chunkSize))
+	switch {
+	case int64(size) > room:
+		return false
+	case size <= m.chunkSize*ownChunkAbove/16 || int64(size)+int64(size)/8+8<<10 <= room:
+		return true // no size class adds more than an eighth and a page: the allocator need not be asked
+	}
+	return int64(sizeClass(size)) <= room
 }
 
 // hash returns the index key of token: 32 bits of its hash, bit 31 set so
@@ -335,24 +351,50 @@ const fewHashes = 3
 // whose hash is h, replacing what the token held (see lookupHintedLocked),
 // after making room for it under the cap. m.mu must be held for writing.
 // Every insertion goes through here.
+//
+// A session the token held is replaced in its slot, never removed and
+// inserted again, so that a lock-free Find never misses it, cap or not:
+// room is made with the session in place, and making room never evicts it
+// (see keptToken). If the cap cannot hold the old record and the new at
+// once, the new one is placed first and room made again after.
 func (m *MemStore) putLocked(h uint64, token string, hint slotHint, r reservation, deadline time.Duration) {
 	i, held := m.lookupHintedLocked(h, token, hint)
-	if held && m.maxBytes == 0 {
-		// Without a cap, overwrite in place: the slot stays where it is.
+	if m.maxBytes > 0 {
+		m.kept = keptToken{hash: h, token: token, set: true}
+		defer func() { m.kept = keptToken{} }()
+		before := m.hintLocked(i, held)
+		m.makeRoomLocked(r, !held)
+		i, held = m.lookupHintedLocked(h, token, before) // making room may have rebuilt the table, or moved the record
+	}
+	m.placeLocked(r)
+	if held {
 		old := m.slotLocked(i)
-		m.placeLocked(r)
 		m.setLocked(i, r.slot(deadline))
 		m.releaseLocked(old.at)
 	} else {
-		if held {
-			m.removeLocked(i)
-		}
-		m.makeRoomLocked(r)
-		m.placeLocked(r)
 		m.insertLocked(h, r.slot(deadline))
 	}
 	m.recordBytes += int64(len(r.buf))
+	if m.maxBytes > 0 {
+		m.makeRoomLocked(reservation{}, false) // the old record, now dead, may have had to stay until now
+	}
 	m.compactWhileTooDeadLocked()
+}
+
+// keptToken is the token whose session a Commit is replacing: making room
+// for the new record removes it only if it has expired, so that a reader
+// sees the old session until the new one takes its slot. Guarded by
+// MemStore.mu.
+type keptToken struct {
+	hash  uint64
+	token string
+	set   bool
+}
+
+// keeps reports whether the session whose token hashes to h and whose
+// record is at at is the kept one. m.mu must be held.
+func (m *MemStore) keeps(h uint64, at location) bool {
+	return m.kept.set && h == m.kept.hash && m.tokenIs(at, m.kept.token)
 }
 
 // tokenIs reports whether the record at at holds token. m.mu must be held.

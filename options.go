@@ -10,25 +10,33 @@ import "time"
 // its stores write nothing to disk.
 type Option func(*MemStore)
 
-// WithMaxBytes caps the memory a store holds at n bytes: its chunks, counting
-// the bytes of live sessions, of dead ones not yet reclaimed and the room not
-// yet written, and its index. Stats reports that figure as Bytes. An n of
-// zero or less means no cap, the default. New and Open both apply it.
+// WithMaxBytes caps the memory a store holds at n bytes: its chunks, as the
+// allocator sizes them (live sessions, dead ones not yet reclaimed, the room
+// not yet written, and each chunk's own header), the chunk directory and the
+// index. Stats reports that figure as Bytes. Once no Commit is in flight,
+// Bytes is within the cap, and the heap the store holds within the cap and
+// 16 KiB, for sessions of any size. An n of zero or less means no cap, the
+// default. New and Open both apply it.
 //
 // A Commit that would take the store past the cap makes room first: it
 // reclaims dead bytes, then removes expired sessions, then evicts the live
 // sessions nearest their expiry, sampled as Redis's volatile-ttl policy does.
-// A session larger than the whole cap is refused with an error wrapping
-// ErrTooLarge, and the store is left as it was. For a session of up to
-// 4 KiB, making room holds the writers' lock for tens of microseconds at
-// most, and evicts at most one chunk's sessions, no more than 1/64 of the cap.
+// The session a Commit replaces is never evicted to make room for its new
+// data (unless it has expired): Find sees the old data until the new takes
+// its place. A session larger than the cap can hold, beside the store's
+// fixed costs (about 1 KiB and a 64th of the cap), is refused with an error
+// wrapping ErrTooLarge, and the store is left as it was. For a session of
+// up to 4 KiB, making room holds the writers' lock for tens of microseconds
+// at most, and evicts at most one chunk's sessions, no more than 1/64 of the
+// cap.
 //
-// Bytes can pass the cap for as long as Commits are in flight: their bytes
-// count once they are published, up to one chunk, or one session of its own
-// chunk, per Commit in flight. In a store from Open, the records waiting for
-// the log's writer keep their chunks alive: up to an eighth of the cap more
-// (at least 512 KiB), up to 16 MiB while the disk falls behind, and the
-// writer's buffer of up to 512 KiB besides.
+// Bytes can pass the cap while Commits are in flight: a Commit's bytes count
+// once it is published, and each Commit in flight may add up to one chunk
+// (a 64th of the cap, at most 64 KiB), or its own session if that has a
+// chunk of its own. In a store from Open, the records waiting for the log's
+// writer keep their chunks alive: up to an eighth of the cap more (at least
+// 512 KiB), up to 16 MiB while the disk falls behind, and the writer's
+// buffer of up to 512 KiB besides.
 func WithMaxBytes(n int64) Option {
 	return func(m *MemStore) { m.maxBytes = max(n, 0) }
 }

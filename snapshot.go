@@ -537,7 +537,7 @@ func (mg *merger) publish(batch []restored) {
 		if m.log == nil {
 			continue
 		}
-		if b := m.log.putLocked(s.r, time.Unix(0, s.expiry)); b != nil && (len(mg.synced) == 0 || mg.synced[len(mg.synced)-1] != b) {
+		if b := m.log.queuePutLocked(s.r, time.Unix(0, s.expiry)); b != nil && (len(mg.synced) == 0 || mg.synced[len(mg.synced)-1] != b) {
 			mg.synced = append(mg.synced, b)
 		}
 	}
