@@ -53,6 +53,29 @@ const rewriteSlack = 64 << 20
 // writer goroutine encodes, writes and syncs them. A Commit queues where its
 // record is in a chunk, which is never modified, so that the checksums and
 // the copy into the log happen on the writer's time, not on the Commit's.
+//
+// The writer's state is eleven flags. Each is set and cleared at the places
+// below, and only there; "—" is never.
+//
+//	flag             set by                          cleared by                      while it is set
+//	closed           stop                            —                               changes are refused: ErrNotDurable
+//	failed           fail (a write or sync failed)   switchLog                       changes are dropped: ErrNotDurable
+//	unsynced         write                           syncNow, syncInBackground,      a sync has records to make durable
+//	                                                 switchLog
+//	syncing          syncInBackground                backgroundSyncDone,             a sync runs: no second one starts
+//	                                                 awaitBackgroundSync
+//	syncAgain        syncInBackground, while         backgroundSyncDone (starting    another sync follows this one
+//	                 syncing                         it), awaitBackgroundSync
+//	owed             fail                            rewriteDone (to lostSinceSwitch) only a base catches up: Close writes one
+//	lostSinceSwitch  fail                            switchLog                       a retried base needs a new log first
+//	baseMissing      rewriteDone, on an error        startRewrite                    a retried base may keep the current log
+//	due              retryLater; startLog (logs      startRewrite                    a rewrite starts once allowed
+//	                 replayed, files of version 1)
+//	retry            retryLater                      run, when it fires              no rewrite starts
+//	rewritten        startRewrite                    rewriteDone                     a base is being written: no other starts
+//
+// closed and failed are guarded by mu, as Commits read them; the others
+// belong to the writer goroutine.
 type durableLog struct {
 	dir      string
 	interval time.Duration // see WithSyncInterval
@@ -142,6 +165,7 @@ func (l *durableLog) queueDeleteLocked(token string) *syncBatch {
 }
 
 // refusingLocked returns why records are not kept now, if they are not.
+// l.mu must be held.
 func (l *durableLog) refusingLocked() error {
 	switch {
 	case l.closed:
@@ -164,7 +188,7 @@ func refused(wait bool, err error) *syncBatch {
 
 // queuedLocked wakes the writer, for a change just queued, if a caller waits
 // or there is enough to write, and returns the sync the caller waits for, if
-// it does.
+// it does. l.mu must be held.
 func (l *durableLog) queuedLocked(wait bool) *syncBatch {
 	if !wait {
 		if l.pending.size >= l.wakeAt {

@@ -125,6 +125,7 @@ func (m *MemStore) writtenLocked() int64 {
 // expired, offers the others to the pool, and reports whether it removed any.
 // With withChunk, the first expired session it meets goes with its chunk's
 // other expired sessions, by compacting the chunk, and the sample ends there.
+// m.mu must be held for writing.
 func (m *MemStore) sampleExpiredLocked(now time.Duration, withChunk bool) (removed bool) {
 	seen := 0
 	var expired []candidate // removed once the sample ends: a removal may rebuild the table
@@ -152,7 +153,8 @@ func (m *MemStore) sampleExpiredLocked(now time.Duration, withChunk bool) (remov
 // evictBestLocked evicts the pool's best candidate that the store still
 // holds as the pool saw it, if there is one. With withChunk, and a chunk that
 // can be compacted, it compacts the victim's chunk, evicting every session
-// there that expires no later (see makeRoomLocked).
+// there that expires no later (see makeRoomLocked). m.mu must be held for
+// writing.
 func (m *MemStore) evictBestLocked(now time.Duration, withChunk bool) {
 	for {
 		c, ok := m.pool.takeBest()

@@ -235,6 +235,7 @@ func (m *MemStore) Len() int {
 	return m.lenLocked()
 }
 
+// lenLocked returns the number of sessions held. m.mu must be held.
 func (m *MemStore) lenLocked() int { return m.table.Load().live }
 
 // FindCtx is Find for scs's CtxStore interface. If ctx is already done it
