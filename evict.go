@@ -29,19 +29,18 @@ const evictionSamples = 5
 // starts it.
 //
 // A chunk at least half dead is compacted first: the copy is no larger than
-// what it frees. Otherwise a round samples a few sessions from a random
-// place in the index (Go starts every map iteration at a random place) and
-// removes the expired ones it meets, at no cost to anyone; failing that, it
-// evicts the live session nearest its expiry among all those sampled so far,
-// as Redis's volatile-ttl policy does. Removals free bytes only once their
-// chunk is compacted, and sessions evicted nearest their expiry were mostly
-// written together, so a few rounds usually leave a chunk half dead. After
-// chunkRounds rounds, a removal compacts its session's chunk at once,
-// removing with it every session there that expires no later: written
-// together, they expire together. An expired session's chunk is preferred:
-// chunkRounds more rounds look for one before a live session's chunk goes.
-// Making room thus costs a few slots' reads a round and, now and then, a
-// chunk's copy, whatever the store's size.
+// what it frees. Otherwise a round samples a few sessions from a random slot
+// of the index and removes the expired ones it meets, at no cost to anyone;
+// failing that, it evicts the live session nearest its expiry among all
+// those sampled so far, as Redis's volatile-ttl policy does. Removals free
+// bytes only once their chunk is compacted, and sessions evicted nearest
+// their expiry were mostly written together, so a few rounds usually leave a
+// chunk half dead. After chunkRounds rounds, a removal compacts its
+// session's chunk at once, removing with it every session there that expires
+// no later: written together, they expire together. An expired session's
+// chunk is preferred: chunkRounds more rounds look for one before a live
+// session's chunk goes. Making room thus costs a few slots' reads a round
+// and, now and then, a chunk's copy, whatever the store's size.
 func (m *MemStore) makeRoomLocked(r reservation, inserting bool) {
 	if m.maxBytes == 0 {
 		return
