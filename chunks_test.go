@@ -76,7 +76,7 @@ func TestBytesBoundTheHeap(t *testing.T) {
 func TestFoundSlicesOutliveTheirSessions(t *testing.T) {
 	t.Parallel()
 	const sessions = 2000
-	m := newStore(t)
+	m := newStore(t, memstore.WithReusableDeletedTokens()) // deleted tokens are committed again
 	kept := make([][]byte, sessions)
 	for i := range sessions {
 		mustCommit(t, m, scsToken(i), bytes.Repeat([]byte{byte(i)}, 200), inAnHour())
@@ -112,7 +112,8 @@ func TestDeadBytesStayBounded(t *testing.T) {
 	t.Parallel()
 	const sessions = 5000
 	rng := rand.New(rand.NewPCG(1, 2))
-	m := newStore(t)
+	// Deleted tokens are committed again.
+	m := newStore(t, memstore.WithReusableDeletedTokens())
 	held := map[int]int{} // session → data length
 	for round := range sized(6, 30) {
 		for range sessions {
@@ -179,7 +180,7 @@ func TestCapHoldsUnderChurn(t *testing.T) {
 	maxBytes := sized[int64](1<<20, 4<<20)
 	ops := sized(7_500, 30_000) // each goroutine's, over as many tokens: about four times what the cap holds
 	heapBefore := heapAfterGC()
-	m := newCappedStore(t, maxBytes)
+	m := newCappedStore(t, maxBytes, memstore.WithReusableDeletedTokens()) // the workers reuse their tokens
 	done := make(chan struct{})
 	for w := range 4 {
 		go func() {
@@ -219,7 +220,7 @@ func TestCapHoldsUnderChurn(t *testing.T) {
 func TestCollidingTokensStayApart(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		m := memstore.New(time.Second, memstore.WithCollisions())
+		m := memstore.New(time.Second, memstore.WithCollisions(), memstore.WithReusableDeletedTokens())
 		defer m.Close()
 		sessions := sized(200, 600)
 		want := map[string][]byte{}

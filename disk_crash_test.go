@@ -113,7 +113,10 @@ func TestChildCrashing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := memstore.Open(dir, 0, memstore.WithSyncInterval(interval), memstore.WithRewriteSlack(crashRewriteSlack))
+	// The writers reuse their tokens; the parent reopens the directory
+	// without this option, so the logs' deletes and re-commits replay as
+	// they were made.
+	m, err := memstore.Open(dir, 0, memstore.WithSyncInterval(interval), memstore.WithRewriteSlack(crashRewriteSlack), memstore.WithReusableDeletedTokens())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -68,7 +68,9 @@ func Open(dir string, cleanupInterval time.Duration, opts ...Option) (*MemStore,
 		return nil, err
 	}
 	m := newStore(opts)
+	m.deleted.paused = true // the logs hold deletes and re-commits that the store allowed when it made them
 	d, err := m.restoreDir(dir)
+	m.deleted.paused = false
 	if err == nil {
 		err = d.startLog(m, lock)
 	}

@@ -11,7 +11,7 @@ import (
 // heldLocked returns the bytes the store holds: see WithMaxBytes. m.mu must
 // be held.
 func (m *MemStore) heldLocked() int64 {
-	return m.chunkBytes + m.dirBytes() + m.chargeLocked()
+	return m.chunkBytes + m.dirBytes() + m.chargeLocked() + m.deleted.bytes()
 }
 
 // evictionSamples is how many sessions one look at the index samples: Redis's
@@ -47,7 +47,13 @@ func (m *MemStore) makeRoomLocked(r reservation, inserting bool) {
 	}
 	limit := m.maxBytes - int64(m.chunkSize)
 	now := m.now()
-	for round := 0; m.writtenLocked()+m.growth(r, inserting) > limit && m.evictableLocked(); round++ {
+	for round := 0; m.writtenLocked()+m.growth(r, inserting) > limit; round++ {
+		if !m.evictableLocked() {
+			if m.dropDeletedLocked() {
+				continue
+			}
+			return
+		}
 		withChunk := round >= chunkRounds
 		switch {
 		case m.compactHalfDeadLocked(now):

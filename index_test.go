@@ -26,7 +26,7 @@ import (
 func TestFindDuringEveryKindOfWrite(t *testing.T) {
 	t.Parallel()
 	for _, opts := range [][]memstore.Option{nil, {memstore.WithMaxBytes(256 << 10)}, {memstore.WithCollisions()}} {
-		m := memstore.New(time.Millisecond, opts...)
+		m := memstore.New(time.Millisecond, append(opts, memstore.WithReusableDeletedTokens())...) // the writers reuse their tokens
 		defer m.Close()
 		steadyCount, changing, rounds := 200, 4000, 3
 		if len(opts) > 0 {
@@ -109,7 +109,7 @@ func TestMemoryComesBackAfterAFlood(t *testing.T) {
 	flood := sized(20_000, 200_000)
 	kept := flood / 200
 	before := heapAfterGC()
-	m := newStore(t)
+	m := newStore(t, memstore.WithReusableDeletedTokens()) // the index's memory alone: deleted_test.go counts remembered deletes
 	data := make([]byte, 20)
 	for i := range flood {
 		mustCommit(t, m, scsToken(i), data, inAnHour())
@@ -155,7 +155,7 @@ func TestOneTokenChurnLeavesNoDeadSpace(t *testing.T) {
 	data := make([]byte, 200)
 	for _, maxBytes := range []int64{0, sized[int64](1<<20, 4<<20)} { // a cap a fifth of what is churned
 		t.Run(fmt.Sprint("cap=", maxBytes), func(t *testing.T) {
-			m := newCappedStore(t, maxBytes)
+			m := newCappedStore(t, maxBytes, memstore.WithReusableDeletedTokens()) // one token, committed and deleted by turns
 			for i := range steady {
 				mustCommit(t, m, scsToken(i), data, inAnHour())
 			}

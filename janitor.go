@@ -65,9 +65,9 @@ const removalPacing = 40
 // only because the machine stalled does not park the sweep for seconds.
 const maxRemovalPause = 100 * time.Millisecond
 
-// sweep removes every session that had expired when it started, then
-// compacts the chunks that are at least half dead, unless stop is closed
-// first.
+// sweep removes every session that had expired when it started, and every
+// token remembered as deleted whose deadline had passed, then compacts the
+// chunks that are at least half dead, unless stop is closed first.
 //
 // It finds expired sessions under the read lock, which requests share, and
 // takes the write lock only to remove them, in batches of batchSize to
@@ -116,6 +116,12 @@ func (m *MemStore) sweep(stop <-chan struct{}) {
 	}
 	if len(expired) > 0 {
 		locked(removeExpired)
+	}
+	for from, done := uint64(0), false; !done; { // the tokens remembered as deleted, expired by now
+		held := locked(func() { from, done = m.sweepDeletedLocked(from, sweepStart) })
+		if !done && !pause(min(removalPacing*held, maxRemovalPause), stop) {
+			return
+		}
 	}
 
 	for from := uint32(1); ; from += batchSize {

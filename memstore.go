@@ -50,6 +50,7 @@ type MemStore struct {
 	removed      map[string]struct{} // tokens removed while a ReadFrom ran: see noteRemovalLocked
 	counters     counters            // what Stats reports beyond the sizes
 	kept         keptToken           // the session a Commit is replacing, which making room spares
+	deleted      deletedSet          // tokens remembered as deleted: see deleted.go
 }
 
 // cacheLine is the size of a cache line on the processors Go runs on, or
@@ -117,6 +118,7 @@ func newStore(opts []Option) *MemStore {
 		}
 	}
 	m.chunkSize = chunkSizeFor(m.maxBytes)
+	m.initDeleted()
 	return m
 }
 
@@ -155,6 +157,11 @@ func (m *MemStore) Find(token string) (b []byte, found bool, err error) {
 // ErrTooLarge, and the token keeps what it held. So is a session of 2 GiB or
 // more, with or without a cap.
 //
+// A token that Delete removed (or a Commit with an expiry already past) is
+// refused until the deadline its session had, with an error wrapping
+// ErrDeleted, and the store is unchanged: a request that loaded the session
+// before a logout cannot bring it back. See WithReusableDeletedTokens.
+//
 // In a store from Open, Commit records the session on disk too, within the
 // sync interval; with an interval of 0 it returns once the session is on
 // disk, or an error wrapping ErrNotDurable if it could not be written (the
@@ -176,6 +183,12 @@ func (m *MemStore) Commit(token string, b []byte, expiry time.Time) error {
 	writeRecord(r.buf, token, b)
 
 	m.mu.Lock()
+	if m.refusedLocked(token) {
+		m.deleted.refused++
+		m.discardLocked(r)
+		m.mu.Unlock()
+		return errDeleted
+	}
 	m.putLocked(h, token, hint, r, deadline)
 	var synced *syncBatch
 	if m.log != nil {
@@ -193,8 +206,10 @@ func (m *MemStore) Save(token string, b []byte, expiry time.Time) error {
 	return m.Commit(token, b, expiry)
 }
 
-// Delete removes the session with the given token. Deleting an unknown token
-// does nothing in memory.
+// Delete removes the session with the given token, and remembers the token
+// until the deadline the session had, so that Commit refuses it until then
+// (see WithReusableDeletedTokens). Deleting an unknown token does nothing in
+// memory and remembers nothing.
 //
 // In a store from Open, Delete returns once the deletion is on disk, or an
 // error wrapping ErrNotDurable if it could not be written (the session is
@@ -203,7 +218,9 @@ func (m *MemStore) Delete(token string) error {
 	h := m.hash(token)
 	m.mu.Lock()
 	if i, ok := m.lookupLocked(h, token); ok {
+		deadline := m.slotLocked(i).deadline
 		m.removeLocked(i)
+		m.rememberDeletedLocked(token, deadline)
 		m.compactWhileTooDeadLocked()
 	}
 	var synced *syncBatch

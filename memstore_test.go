@@ -99,9 +99,10 @@ func sized[T any](short, full T) T {
 	return short
 }
 
-// newStore returns a store without a janitor, closed when the test ends.
-func newStore(t testing.TB) *memstore.MemStore {
-	m := memstore.New(0)
+// newStore returns a store without a janitor, with opts, closed when the
+// test ends.
+func newStore(t testing.TB, opts ...memstore.Option) *memstore.MemStore {
+	m := memstore.New(0, opts...)
 	t.Cleanup(func() { m.Close() })
 	return m
 }

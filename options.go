@@ -52,5 +52,33 @@ func WithSyncInterval(d time.Duration) Option {
 	return func(m *MemStore) { m.syncInterval = max(d, 0) }
 }
 
+// WithReusableDeletedTokens lets a Commit store a session under a token
+// that Delete removed (or a Commit with an expiry already past), as every
+// other scs store does, for a program that reuses tokens on purpose.
+//
+// By default a store remembers the token of every session it deletes until
+// the deadline that session had, and refuses a Commit of it until then with
+// an error wrapping ErrDeleted: with scs's IdleTimeout set, every request
+// commits its session, and a request that loaded it before a logout (or a
+// RenewToken) would otherwise bring it back when it ends. Eviction, expiry
+// and a Delete of a token not held remember nothing.
+//
+// A remembered token takes a 16-byte slot of a table kept between a quarter
+// and three quarters full as it grows: 21 to 64 bytes each, and up to 128
+// once expiries have emptied the table to an eighth, when the janitor
+// shrinks it. They count in Stats.Bytes and against a cap. It is recognised by a keyed 64-bit fingerprint: a fresh
+// random token is refused by mistake with a probability of n/2^64 for n
+// tokens remembered. Under a cap the remembered tokens take at most a 16th
+// of it: past that, those nearest their deadlines, deleted longest ago, are
+// forgotten first (Stats.DeletedTokensDropped counts them), since a token is
+// needed only while requests that loaded its session before the Delete may
+// still run; live sessions are evicted for them only within that share. A
+// store from New without a janitor forgets them as its table is rebuilt;
+// none survives a restart (requests in flight die with the process), and
+// snapshots, Sessions, CopyTo and All never list them.
+func WithReusableDeletedTokens() Option {
+	return func(m *MemStore) { m.deleted.reusable = true }
+}
+
 // defaultSyncInterval is Redis's appendfsync everysec.
 const defaultSyncInterval = time.Second

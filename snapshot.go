@@ -529,7 +529,7 @@ func (mg *merger) publish(batch []restored) {
 	for _, s := range batch {
 		h := m.hash(s.token)
 		_, held := m.lookupLocked(h, s.token)
-		if _, gone := m.removed[s.token]; held || gone {
+		if _, gone := m.removed[s.token]; held || gone || m.refusedLocked(s.token) {
 			m.discardLocked(s.r)
 			continue
 		}

@@ -28,6 +28,13 @@ type Stats struct {
 	LastSweep            time.Duration // how long the last janitor pass took
 	LastSweepLongestHold time.Duration // the longest the last pass held the lock at one time
 
+	// Tokens remembered as deleted, so that a Commit of them is refused
+	// with ErrDeleted until the deadline their session had (see
+	// WithReusableDeletedTokens). Their table counts in Bytes.
+	DeletedTokens        int    // remembered now, expired ones the janitor has not removed yet included
+	DeletedTokensDropped uint64 // forgotten before their deadline, to keep within a 16th of the cap
+	RefusedCommits       uint64 // Commits refused with ErrDeleted
+
 	// A store from Open reports its disk here; one from New, zeros.
 	Syncs           uint64    // fsyncs of the log
 	Rewrites        uint64    // bases written afresh, each replacing the files before it
@@ -52,6 +59,9 @@ func (m *MemStore) Stats() Stats {
 		Sweeps:               m.counters.sweeps,
 		LastSweep:            m.counters.lastSweep,
 		LastSweepLongestHold: m.counters.lastSweepLongestHold,
+		DeletedTokens:        m.deleted.n,
+		DeletedTokensDropped: m.deleted.dropped,
+		RefusedCommits:       m.deleted.refused,
 	}
 	if m.log != nil {
 		m.log.addStats(&st)
