@@ -489,7 +489,10 @@ const fuzzTokens = 40
 // Commit must change nothing, and every session still held must read back
 // exactly (see checkCapped). With collide, the tokens' hashes collide (see
 // memstore.WithCollisions), and every session must still be found,
-// overwritten and deleted on its own.
+// overwritten and deleted on its own. A token deleted while it held a
+// session, by Delete or by an expired Commit, stays deleted: a live Commit of
+// it must be refused with ErrDeleted and change nothing (under a cap, the
+// store may have forgotten it to stay within the cap: then it is committed).
 func FuzzOps(f *testing.F) {
 	grow := []byte{}
 	for i := range fuzzTokens { // every token committed, then deleted: the index grows, then shrinks
@@ -507,6 +510,8 @@ func FuzzOps(f *testing.F) {
 	f.Add(uint16(200), false, []byte{0, 1, 10, 0, 1, 255, 0, 2, 10, 5, 0, 0})
 	f.Add(uint16(0), true, []byte{0, 1, 5, 0, 4, 6, 0, 7, 7, 4, 1, 0, 5, 0, 0, 0, 4, 9, 2, 7, 0, 6, 0, 0})
 	f.Add(uint16(1000), true, []byte{0, 1, 200, 0, 4, 200, 0, 7, 200, 0, 2, 200, 5, 0, 0, 4, 4, 0, 6, 0, 0})
+	f.Add(uint16(0), false, []byte{0, 1, 5, 4, 1, 0, 0, 1, 5, 2, 2, 0, 0, 2, 0, 0, 2, 1, 3, 2, 0, 0, 2, 3, 5, 0, 0})
+	f.Add(uint16(4000), true, []byte{0, 1, 50, 4, 1, 0, 0, 1, 50, 0, 4, 50, 3, 4, 1, 1, 4, 9, 6, 0, 0})
 	f.Fuzz(func(t *testing.T, maxBytes uint16, collide bool, ops []byte) {
 		opts := []memstore.Option{memstore.WithMaxBytes(int64(maxBytes))}
 		if collide {
@@ -515,6 +520,7 @@ func FuzzOps(f *testing.F) {
 		m := memstore.New(0, opts...)
 		defer m.Close()
 		model := map[string][]byte{}
+		deleted := map[string]bool{} // tokens deleted while they held a session
 		past := []time.Time{{}, time.Now().Add(-time.Hour), time.Now().Add(-time.Nanosecond)}
 		for len(ops) >= 3 {
 			op, token, size := ops[0]%7, fmt.Sprint("tok", int(ops[1])%fuzzTokens), int(ops[2])
@@ -524,8 +530,12 @@ func FuzzOps(f *testing.F) {
 			case 0, 1: // commit, live
 				err := m.Commit(token, data, inAnHour())
 				switch {
+				case err == nil && deleted[token] && maxBytes == 0:
+					t.Fatalf("Commit(%q) of a deleted token = nil; want ErrDeleted", token)
 				case err == nil:
 					model[token] = data
+					delete(deleted, token) // forgotten under the cap
+				case errors.Is(err, memstore.ErrDeleted) && deleted[token]:
 				case maxBytes == 0 || !errors.Is(err, memstore.ErrTooLarge):
 					t.Fatalf("Commit(%q) of %d bytes: %v", token, size, err)
 				}
@@ -534,12 +544,21 @@ func FuzzOps(f *testing.F) {
 				}
 			case 2, 3: // commit, already expired
 				mustCommit(t, m, token, data, past[size%len(past)])
+				if _, held := model[token]; held {
+					deleted[token] = true
+				}
 				delete(model, token)
 			case 4:
 				if err := m.Delete(token); err != nil {
 					t.Fatal(err)
 				}
+				if _, held := model[token]; held {
+					deleted[token] = true
+				}
 				delete(model, token)
+				if maxBytes > 0 {
+					checkCapped(t, m, model) // remembering may have evicted sessions
+				}
 			case 5:
 				all, err := m.All()
 				if err != nil || len(all) != len(model) {
