@@ -24,3 +24,14 @@ func TestConformance(t *testing.T) {
 		return m
 	})
 }
+
+// TestHardening checks the rules beyond scs's contract that the store keeps
+// (the integration module shows scs's own memstore failing them).
+func TestHardening(t *testing.T) {
+	t.Parallel()
+	storetest.RunHardening(t, func(t testing.TB) storetest.Store {
+		m := memstore.New(time.Minute)
+		t.Cleanup(func() { m.Close() })
+		return m
+	})
+}

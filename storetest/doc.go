@@ -64,6 +64,19 @@
 //   - concurrent-clients-read-own-writes: clients committing and finding on
 //     distinct tokens at the same time each read back their own last write.
 //
+// # Hardening
+//
+// RunHardening checks rules that scs does not ask of a store, so that Run
+// leaves them out: a store that fails them is still a correct scs store.
+//
+//   - deleted-session-stays-deleted: after Delete of a live session, or a
+//     Commit of it with a past expiry, a Commit of its token (with a live
+//     expiry) returns an error and stores nothing, and other tokens still
+//     commit. With scs's IdleTimeout set, every request commits its session:
+//     without this rule a request that loaded the session before a logout
+//     brings it back under the old token when it ends, and the error is
+//     what makes scs's LoadAndSave call its ErrorFunc instead.
+//
 // Tokens are 43 characters of base64 from crypto/rand, shaped like scs's own
 // and new in every run, so runs sharing a backend never collide. The kit never
 // modifies a slice after passing it to Commit, nor one that Find or All
@@ -97,7 +110,8 @@
 //   - commit: Commit over a live session, as scs does at the end of every
 //     request that changed a session, the sessions taken in turn.
 //   - commit-random: the same, the sessions drawn at random.
-//   - churn: Commit, Find and Delete of one session, its whole life.
+//   - churn: Commit, Find and Delete of one session, its whole life, each
+//     session under a new token.
 //   - parallel-mixed-90-10: Find and Commit from GOMAXPROCS goroutines at
 //     once, nine finds to a commit, the sessions taken in turn.
 //   - parallel-mixed-90-10-random: the same, the sessions drawn at random.

@@ -509,10 +509,11 @@ var hangs = []struct {
 }
 
 // The children's clocks, as $STORETEST_CLOCK gives them: the kit's Run, or
-// RunSynctest.
+// RunSynctest; or RunHardening, on the real clock.
 const (
-	realClock = "real"
-	fakeClock = "fake"
+	realClock      = "real"
+	fakeClock      = "fake"
+	hardeningClock = "hardening"
 )
 
 // The environment of a child process: the store, the clock and the hang
@@ -548,6 +549,8 @@ func TestBrokenStoreHelper(t *testing.T) {
 	switch clock := os.Getenv(clockEnv); clock {
 	case realClock:
 		storetest.Run(t, makeStore)
+	case hardeningClock:
+		storetest.RunHardening(t, makeStore)
 	case fakeClock, "":
 		storetest.RunSynctest(t, makeStore)
 	default:
@@ -664,6 +667,23 @@ func TestKitFailsBrokenStores(t *testing.T) {
 				t.Logf("failed rules: %q", r.failed)
 			}
 		})
+	}
+}
+
+// TestRunHardeningFailsTheReferenceStore runs RunHardening, in a child
+// process, over the reference store, which passes every rule of Run (see
+// TestKitFailsBrokenStores) but, like every scs store, commits whatever it
+// is given: it fails each hardening rule.
+func TestRunHardeningFailsTheReferenceStore(t *testing.T) {
+	if os.Getenv(brokenEnv) != "" {
+		t.Skip("in a child process")
+	}
+	t.Parallel()
+	r := child{store: "reference", clock: hardeningClock}.run()
+	want := []string{"deleted-session-stays-deleted"}
+	if !exitedNonZero(r.err) || !sameSet(r.failed, want) || len(r.passed) > 0 {
+		t.Fatalf("RunHardening on the reference store: exit %v, failed %q, passed %q; want a non-zero exit, %q failed\n%s",
+			r.err, r.failed, r.passed, want, r.output)
 	}
 }
 
