@@ -78,7 +78,8 @@ func (m *MemStore) WriteTo(w io.Writer) (int64, error) {
 // token the store holds when ReadFrom begins, or that is committed meanwhile,
 // keeps the store's session, or stays gone if the store's session is
 // deleted or removed meanwhile. Of a token the snapshot holds twice, only the first session
-// counts. Under a cap set by WithMaxBytes, restored sessions take room as
+// counts. A session whose token the store remembers as deleted is skipped
+// (see WithReusableDeletedTokens). Under a cap set by WithMaxBytes, restored sessions take room as
 // committed ones do, and a session larger than the whole cap is skipped.
 //
 // ReadFrom reads r in a stream. Until the checksum is checked it holds the

@@ -205,6 +205,7 @@ func openStore(cfg config, logger *log.Logger) (*memstore.MemStore, error) {
 // sm.LoadAndSave, and /debug/vars outside it, so that a metrics scrape never
 // touches a session.
 func routes(sm *scs.SessionManager) http.Handler {
+	sm.ErrorFunc = sessionError
 	app := http.NewServeMux()
 	app.HandleFunc("/put", func(w http.ResponseWriter, r *http.Request) {
 		sm.Put(r.Context(), "message", "Hello world!")
@@ -227,6 +228,20 @@ func routes(sm *scs.SessionManager) http.Handler {
 	// on a private address.
 	mux.Handle("/debug/vars", expvar.Handler())
 	return mux
+}
+
+// sessionError is the session manager's ErrorFunc. A Commit the store
+// refused because the session was deleted meanwhile (a request that loaded
+// it before a /logout in another tab, ending after it) is a session that
+// has ended, not a server fault: the request is answered as one without a
+// session, and no cookie brings the old token back.
+func sessionError(w http.ResponseWriter, r *http.Request, err error) {
+	if errors.Is(err, memstore.ErrDeleted) {
+		http.Error(w, "your session has ended: log in again", http.StatusUnauthorized)
+		return
+	}
+	log.Printf("session: %v", err)
+	http.Error(w, http.StatusText(http.StatusInternalServerError), http.StatusInternalServerError)
 }
 
 // run serves the application with store until ctx is done, then shuts the

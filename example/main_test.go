@@ -4,6 +4,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -19,6 +20,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -124,6 +126,83 @@ func TestRoutes(t *testing.T) {
 	}
 	if got := fetch(t, withJar, srv.URL+"/get"); got != "" {
 		t.Fatalf("/get after /logout wrote %q, want nothing", got)
+	}
+}
+
+// pausingStore is the store with one Find held up: the next Find of token
+// says so on loaded once it has read the session, and returns once release
+// is closed, so that a request can be kept in flight between loading its
+// session and committing it.
+type pausingStore struct {
+	*memstore.MemStore
+	token   string
+	paused  atomic.Bool
+	loaded  chan struct{}
+	release chan struct{}
+}
+
+func (s *pausingStore) Find(token string) ([]byte, bool, error) {
+	b, found, err := s.MemStore.Find(token)
+	if token == s.token && s.paused.CompareAndSwap(false, true) {
+		close(s.loaded)
+		<-s.release
+	}
+	return b, found, err
+}
+
+// FindCtx is Find for scs, which calls the Ctx methods of a store that has
+// them.
+func (s *pausingStore) FindCtx(_ context.Context, token string) ([]byte, bool, error) {
+	return s.Find(token)
+}
+
+// TestPutDuringLogoutIsRefused: a /put that loaded the session before a
+// /logout (in another tab) and commits it after gets 401 and no cookie, and
+// the session stays gone.
+func TestPutDuringLogoutIsRefused(t *testing.T) {
+	t.Parallel()
+	store := &pausingStore{MemStore: memstore.New(0), loaded: make(chan struct{}), release: make(chan struct{})}
+	defer store.Close()
+	sm := scs.New()
+	sm.Store = store
+	srv := httptest.NewServer(routes(sm))
+	defer srv.Close()
+
+	jar, _ := cookiejar.New(nil)
+	tab := &http.Client{Jar: jar}
+	fetch(t, tab, srv.URL+"/put")
+	u, _ := url.Parse(srv.URL)
+	cookies := jar.Cookies(u)
+	if len(cookies) != 1 {
+		t.Fatalf("/put set cookies %v; want the session's", cookies)
+	}
+	store.token = cookies[0].Value
+
+	slow := make(chan *http.Response, 1)
+	go func() {
+		resp, err := tab.Get(srv.URL + "/put")
+		if err != nil {
+			t.Error(err)
+		} else {
+			resp.Body.Close()
+		}
+		slow <- resp
+	}()
+	<-store.loaded
+	fetch(t, tab, srv.URL+"/logout")
+	close(store.release)
+	resp := <-slow
+	if resp == nil {
+		t.FailNow()
+	}
+	if resp.StatusCode != http.StatusUnauthorized || len(resp.Cookies()) > 0 {
+		t.Errorf("/put ending after /logout: %s, cookies %v; want 401 and no cookie", resp.Status, resp.Cookies())
+	}
+	if _, found, _ := store.MemStore.Find(store.token); found {
+		t.Errorf("the session /logout deleted is back")
+	}
+	if got := fetch(t, tab, srv.URL+"/get"); got != "" {
+		t.Errorf("/get after /logout wrote %q, want nothing", got)
 	}
 }
 
