@@ -926,13 +926,18 @@ func TestEngineInterface(t *testing.T) {
 	if _, found, _ := e.Find("token"); found {
 		t.Fatal("Save with a past expiry left the session findable")
 	}
-	if err := e.Save("token", []byte("again"), time.Now().Add(time.Hour)); err != nil {
+	// A deleted token stays deleted until the expiry its session had: the
+	// engine's session manager gives every session a new token.
+	if err := e.Save("token", []byte("again"), time.Now().Add(time.Hour)); !errors.Is(err, memstore.ErrDeleted) {
+		t.Fatalf("Save of a token deleted by a past expiry = %v; want ErrDeleted", err)
+	}
+	if err := e.Save("token2", []byte("again"), time.Now().Add(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.Delete("token"); err != nil {
+	if err := e.Delete("token2"); err != nil {
 		t.Fatal(err)
 	}
-	if _, found, _ := e.Find("token"); found {
+	if _, found, _ := e.Find("token2"); found {
 		t.Fatal("Find after Delete found the session")
 	}
 	if err := e.Delete("never-saved"); err != nil {
