@@ -94,6 +94,38 @@ func (c *chunk) record(at location) (token, data []byte) {
 	return token, data
 }
 
+// match returns the data of the record at offset off in c if its token is
+// token. Its header is read with a fast path for lengths of one and two
+// bytes: tokens under 128 bytes, data under 16 KiB.
+func (c *chunk) match(off uint16, token string) (data []byte, ok bool) {
+	b := c.buf[off:]
+	tokenLen, n := int(b[0]), 1
+	if tokenLen >= 0x80 {
+		v, k := binary.Uvarint(b)
+		tokenLen, n = int(v), k
+	}
+	if tokenLen != len(token) {
+		return nil, false
+	}
+	dataLen := int(b[n])
+	switch {
+	case dataLen < 0x80:
+		n++
+	case b[n+1] < 0x80:
+		dataLen = dataLen&0x7f | int(b[n+1])<<7
+		n += 2
+	default:
+		v, k := binary.Uvarint(b[n:])
+		dataLen, n = int(v), n+k
+	}
+	if string(b[n:n+tokenLen]) != token {
+		return nil, false
+	}
+	start := n + tokenLen
+	end := start + dataLen
+	return b[start:end:end], true
+}
+
 // chunkDir finds a chunk by its id without a lock, for Find. Its segments
 // are never replaced, only added: a reader holding an older chunkDir reaches
 // the same entries, which writers set under MemStore.mu.

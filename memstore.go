@@ -8,6 +8,7 @@ import (
 	"hash/maphash"
 	"math"
 	"math/rand/v2"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -36,6 +37,7 @@ type MemStore struct {
 	_     [cacheLine]byte
 	table atomic.Pointer[table]    // the index: see index.go
 	dir   atomic.Pointer[chunkDir] // the chunks records are in, by id
+	clock *clock                   // a recent reading of the clock, for Find: see clock.go
 	_     [cacheLine]byte
 
 	mu           sync.RWMutex        // writers hold it; walks over the index share it
@@ -86,10 +88,12 @@ func New(cleanupInterval time.Duration, opts ...Option) *MemStore {
 // Otherwise Close returns nil.
 //
 // After Close every method keeps working in memory and Find still hides
-// expired sessions; only the background removal of expired sessions stops,
+// expired sessions, reading the clock at every call (see Find); only the
+// background removal of expired sessions stops,
 // and a store from Open records nothing more: Delete, and Commit under a sync
 // interval of 0, then return an error wrapping ErrNotDurable.
 func (m *MemStore) Close() error {
+	m.clock.stop()
 	if m.janitor != nil {
 		m.janitor.stop()
 		<-m.janitor.exited
@@ -111,6 +115,8 @@ func newStore(opts []Option) *MemStore {
 	}
 	m.table.Store(emptyTable)
 	m.dir.Store(&chunkDir{})
+	m.clock = startClock(m.epoch)
+	runtime.AddCleanup(m, (*clock).stop, m.clock)
 	for _, opt := range opts {
 		if opt != nil { // a nil Option is no option, as in a list built conditionally
 			opt(m)
@@ -138,8 +144,8 @@ func (m *MemStore) startJanitor(cleanupInterval time.Duration) {
 // Find takes no lock: it never waits for a Commit, a Delete, the janitor or
 // a restore.
 func (m *MemStore) Find(token string) (b []byte, found bool, err error) {
-	b, deadline, found := m.find(m.hash(token), token)
-	if !found || deadline <= m.now() {
+	b, deadline, found := m.lookup(m.hash(token), token)
+	if !found || m.clock.passed(deadline) {
 		return nil, false, nil
 	}
 	return b, true, nil
