@@ -275,16 +275,17 @@ func readHeader(name string, kind fileKind) (dirFile, error) {
 		want, first = logMagic, "memstore log"
 	}
 	if len(head) <= len(want) || string(head[:len(want)]) != want {
-		return f, fmt.Errorf("%s: %w: not a %s (starts %q)", name, ErrBadSnapshot, first, head[:min(len(head), len(want))])
+		return f, &badInput{kind: string(kind) + " file", path: name, detail: fmt.Sprintf("not a %s (starts %q)", first, head[:min(len(head), len(want))])}
 	}
 	switch f.version = head[len(want)]; {
 	case f.version == firstVersion:
 	case f.version == version && len(head) == len(want)+1+len(f.store):
 		f.stored = copy(f.store[:], head[len(want)+1:])
 	case f.version == version:
-		return f, fmt.Errorf("%s: %w: truncated in the store", name, ErrBadSnapshot)
+		return f, &badInput{kind: string(kind) + " file", path: name, off: int64(len(head)), detail: "truncated in the store"}
 	default:
-		return f, fmt.Errorf("%s: %w: unknown version %d (this package reads versions %d to %d)", name, ErrBadSnapshot, f.version, firstVersion, version)
+		return f, &badInput{kind: string(kind) + " file", path: name, off: int64(len(want)),
+			detail: fmt.Sprintf("unknown version %d (this package reads versions %d to %d)", f.version, firstVersion, version)}
 	}
 	return f, nil
 }
@@ -418,6 +419,10 @@ func (m *MemStore) restoreBaseFile(name string, check func(version byte, store s
 	}
 	defer f.Close()
 	if err := m.restoreBase(f, size, check); err != nil {
+		if bad, ok := err.(*badInput); ok {
+			bad.kind, bad.path = "base file", name
+			return bad
+		}
 		return fmt.Errorf("%s: %w", name, err)
 	}
 	return nil
@@ -462,6 +467,9 @@ func (d *restoredDir) replay(m *MemStore, f dirFile) error {
 			m.Delete(token) // a session too large for the cap replaced the older one
 		}
 	})
+	if _, ok := err.(*badInput); ok {
+		return err // names the file
+	}
 	if err != nil {
 		return fmt.Errorf("%s: %w", name, err)
 	}

@@ -2,7 +2,10 @@
 
 package memstore
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+)
 
 // The sentinel errors, for errors.Is. An error that wraps one adds the
 // detail in its text: the file, the offset, the mode.
@@ -26,7 +29,10 @@ var ErrLocked = errors.New("memstore: directory in use by another store")
 // comes from the input not being a valid snapshot: a bad magic number, an
 // unknown version, a truncation, a checksum mismatch or an impossible length.
 // Test for it with errors.Is. When it is returned the store is unchanged.
-// Open wraps it too, when a file of its directory is damaged.
+// Open wraps it too, when a file of its directory is damaged: its error then
+// names the kind of file (a log file, a base file), its path and the offset
+// where the damage begins, and points to docs/durability.md#damage, which
+// says how to recover.
 var ErrBadSnapshot = errors.New("memstore: bad snapshot")
 
 // ErrDirPermissions is wrapped by the error of Open when dir lets users
@@ -47,3 +53,25 @@ var ErrCopyIncomplete = errors.New("memstore: copy incomplete")
 // ErrorFunc and writes no cookie: answer as to a request without a session
 // (a redirect to the login page, or 401), not as to a server fault.
 var ErrDeleted = errors.New("memstore: session deleted")
+
+// badInput is the error of an input that is not what it should be: a
+// snapshot, or a file of a store's directory. It wraps ErrBadSnapshot.
+type badInput struct {
+	kind   string // "log file" or "base file" of a store's directory; "" for a snapshot given to ReadFrom or ReadFile
+	path   string // the file, where kind is set
+	off    int64  // where the damage begins: the record, entry or field found bad
+	detail string // what is wrong there
+}
+
+// Error says, for a file of a store's directory, what kind of file it is
+// and where it is damaged, and where to read what to do: an operator meets
+// it when Open refuses to start, and the remedy depends on both. A snapshot
+// keeps the sentinel's words, its caller naming the file.
+func (e *badInput) Error() string {
+	if e.kind == "" {
+		return ErrBadSnapshot.Error() + ": " + e.detail
+	}
+	return fmt.Sprintf("memstore: damaged %s %s at offset %d: %s; see memstore's docs/durability.md#damage", e.kind, e.path, e.off, e.detail)
+}
+
+func (e *badInput) Unwrap() error { return ErrBadSnapshot }
