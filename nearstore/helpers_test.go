@@ -268,3 +268,15 @@ func mustCommit(t testing.TB, s *Store, token, data string, expiry time.Time) {
 		t.Fatalf("Commit: %v", err)
 	}
 }
+
+// holdLocally calls Find of token on s until s holds it in its local copy:
+// a fill races with the invalidations of earlier writes, which may still be
+// on their way, and is discarded when it loses.
+func holdLocally(t testing.TB, s *Store, token string) {
+	t.Helper()
+	waitFor(t, "the session to be held locally", func() bool {
+		mustFind(t, s, token)
+		_, ok, _ := s.local.Load().Find(token)
+		return ok
+	})
+}

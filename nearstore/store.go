@@ -239,6 +239,11 @@ func (s *Store) FindCtx(ctx context.Context, token string) ([]byte, bool, error)
 // lifetime of 0 or less means none that can be cached (no expiry).
 func (s *Store) read(ctx context.Context, token string) (b []byte, ttl time.Duration, found bool, err error) {
 	res := s.scripts.find.exec(ctx, s.client, []string{s.key(token)})
+	if _, isRedis := rueidis.IsRedisErr(res.Error()); res.Error() != nil && !isRedis && ctx.Err() == nil {
+		// A connection found broken (a restarted server, say): a read is
+		// safe to try again, and the client makes a new one.
+		res = s.scripts.find.exec(ctx, s.client, []string{s.key(token)})
+	}
 	vals, err := res.ToArray()
 	if rueidis.IsRedisNil(err) {
 		return nil, 0, false, nil

@@ -24,6 +24,7 @@ func TestFindFillsAndHits(t *testing.T) {
 	a, b := newStore(t, srv), newStore(t, srv)
 	tok := newToken()
 	mustCommit(t, a, tok, "one", time.Now().Add(time.Hour))
+	waitFor(t, "the invalidation of A's write to reach B", func() bool { return b.Stats().Invalidations == 1 })
 	for i := range 3 {
 		if got, ok := mustFind(t, b, tok); !ok || got != "one" {
 			t.Fatalf("Find %d on B = %q, %v; want \"one\", true", i, got, ok)
@@ -102,6 +103,7 @@ func TestFillInvalidatedDuringRead(t *testing.T) {
 	a, b := newStore(t, srv), newStore(t, srv)
 	tok := newToken()
 	mustCommit(t, a, tok, "old", time.Now().Add(time.Hour))
+	waitFor(t, "the invalidation of A's write to reach B", func() bool { return b.Stats().Invalidations == 1 })
 	var once sync.Once
 	b.afterRead = func(string) {
 		once.Do(func() {

@@ -23,17 +23,27 @@ import (
 
 // subscription is one connection with tracking on.
 type subscription struct {
-	dc   rueidis.DedicatedClient
-	errs <-chan error // closed once the connection is gone
+	dc    rueidis.DedicatedClient
+	errs  <-chan error // closed once the connection is gone
+	pongs chan pong    // the heartbeat PING's result
+	ping  bool         // a heartbeat PING is in flight: its result is due on pongs
 }
 
-func (sub *subscription) close() { sub.dc.Close() }
+// close closes the connection, which may take a while on a hung server: the
+// store bypasses the local copy first.
+func (sub *subscription) close() {
+	sub.dc.Close()
+	if sub.ping {
+		<-sub.pongs
+		sub.ping = false
+	}
+}
 
 // subscribe takes a connection of the client, turns tracking on for the
 // prefix, and returns it with the time the command was sent.
 func (s *Store) subscribe(ctx context.Context) (*subscription, time.Time, error) {
 	dc, _ := s.client.Dedicate()
-	sub := &subscription{dc: dc, errs: dc.SetOnInvalidations(s.onInvalidate)}
+	sub := &subscription{dc: dc, errs: dc.SetOnInvalidations(s.onInvalidate), pongs: make(chan pong, 1)}
 	sent := time.Now()
 	res := dc.DoMulti(ctx,
 		dc.B().ClientInfo().Build(),
@@ -103,14 +113,6 @@ func (s *Store) serve(sub *subscription, sent time.Time) error {
 	defer ticker.Stop()
 	timer := time.NewTimer(time.Until(sent.Add(trust)))
 	defer timer.Stop()
-	pongs := make(chan pong, 1)
-	inFlight := false
-	defer func() {
-		if inFlight {
-			sub.close() // the PING returns at once
-			<-pongs
-		}
-	}()
 	for {
 		select {
 		case <-s.closing:
@@ -121,17 +123,17 @@ func (s *Store) serve(sub *subscription, sent time.Time) error {
 			}
 			return fmt.Errorf("subscription lost: %w", err)
 		case <-ticker.C:
-			if inFlight {
+			if sub.ping {
 				continue
 			}
-			inFlight = true
+			sub.ping = true
 			go func(sent time.Time) {
 				ctx, cancel := context.WithTimeout(context.Background(), s.cfg.heartbeat)
 				defer cancel()
-				pongs <- pong{sent, sub.dc.Do(ctx, sub.dc.B().Ping().Build()).Error()}
+				sub.pongs <- pong{sent, sub.dc.Do(ctx, sub.dc.B().Ping().Build()).Error()}
 			}(time.Now())
-		case p := <-pongs:
-			inFlight = false
+		case p := <-sub.pongs:
+			sub.ping = false
 			if p.err != nil {
 				return fmt.Errorf("heartbeat PING failed: %w", p.err)
 			}
