@@ -7,26 +7,12 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"runtime"
-	"runtime/metrics"
 	"testing"
 	"testing/synctest"
 	"time"
 
 	"github.com/golangcollege/memstore"
 )
-
-// scsToken returns the i-th of a set of distinct 43-byte tokens, the length
-// of scs's.
-func scsToken(i int) string { return fmt.Sprintf("%043d", i) }
-
-// scannableHeap returns the bytes of heap the garbage collector must scan
-// for pointers, after a collection.
-func scannableHeap() uint64 {
-	runtime.GC()
-	sample := []metrics.Sample{{Name: "/gc/scan/heap:bytes"}}
-	metrics.Read(sample)
-	return sample[0].Value.Uint64()
-}
 
 // TestSessionsGiveTheCollectorNothingToScan holds 20,000 sessions (200,000
 // under -long), 200 bytes of token and data each, and checks that the heap

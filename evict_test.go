@@ -17,30 +17,6 @@ import (
 	"github.com/golangcollege/memstore"
 )
 
-// newCappedStore returns a store without a janitor capped at maxBytes,
-// closed when the test ends.
-func newCappedStore(t testing.TB, maxBytes int64) *memstore.MemStore {
-	m := memstore.New(0, memstore.WithMaxBytes(maxBytes))
-	t.Cleanup(func() { m.Close() })
-	return m
-}
-
-// capWhileCommitting returns the most Stats().Bytes may show under a cap of
-// maxBytes while up to inFlight Commits, of sessions smaller than a shared
-// chunk, run at once: WithMaxBytes lets each Commit in flight take the store
-// past the cap by up to one chunk, which is at most 1/64 of the cap. With no
-// Commit in flight, the bound is the cap itself.
-func capWhileCommitting(maxBytes int64, inFlight int) int64 {
-	return maxBytes + int64(inFlight)*(maxBytes/64)
-}
-
-func heapAfterGC() uint64 {
-	runtime.GC()
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-	return ms.HeapAlloc
-}
-
 func TestNoCapByDefault(t *testing.T) {
 	t.Parallel()
 	for _, m := range []*memstore.MemStore{newStore(t), newCappedStore(t, 0), newCappedStore(t, -1)} {
