@@ -25,11 +25,10 @@ import (
 // store=NAME/n=SESSIONS. Sizes above 10,000 run only when asked for, with
 // -max-sessions, so that CI's one-shot run of every benchmark stays quick;
 // a size the machine has not the memory for is skipped with a message. The
-// full run, whose output cmd/charts turns into the charts of
-// docs/performance.md and the table of docs/scaling.md, takes about a
-// quarter of an hour on two cores:
+// run that docs/scaling.md gives, six rounds up to 1,000,000 sessions,
+// whose output cmd/charts turns into charts and a table:
 //
-//	go test -run '^$' -bench 'GCTax|Scaling' -benchtime 1x -count 1 -timeout 0 . -max-sessions 10000000
+//	go test -run '^$' -bench 'GCTax|Scaling' -benchtime 1x -count 6 -timeout 0 . -max-sessions 1000000 > ../docs/results/scaling.txt
 
 // maxSessions is the largest number of sessions the scaling benchmarks hold.
 var maxSessions = flag.Int("max-sessions", 10_000,
