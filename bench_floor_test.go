@@ -39,7 +39,7 @@ func BenchmarkFloor(b *testing.B) {
 		expiry := time.Now().Add(time.Hour)
 		for _, op := range []string{"find", "commit"} {
 			b.Run(fmt.Sprintf("n=%d/op=%s/store=floor", n, op), func(b *testing.B) {
-				t := floor.New(n, 43+len(data))
+				t := floor.New(n, 43+len(data), n)
 				for _, tok := range toks {
 					if !t.Commit(tok, data) {
 						b.Fatal("the floor refused a Commit while filling")

@@ -51,9 +51,9 @@ type slot struct {
 const maxData = 1<<24 - 1
 
 // New returns an empty Table for up to sessions sessions, each of up to
-// recordBytes bytes of token and data, with an arena twice as large as
-// they need, so that after Compact half of it is free.
-func New(sessions, recordBytes int) *Table {
+// recordBytes bytes of token and data, with an arena that holds spare
+// records more, which Commit fills before Compact must run.
+func New(sessions, recordBytes, spare int) *Table {
 	n := 8
 	for 3*n < 4*(sessions+1) {
 		n *= 2
@@ -62,7 +62,7 @@ func New(sessions, recordBytes int) *Table {
 		seed:  maphash.MakeSeed(),
 		slots: make([]slot, n),
 		mask:  uint64(n - 1),
-		arena: make([]byte, 2*sessions*(recordBytes+1)),
+		arena: make([]byte, (sessions+spare)*(recordBytes+1)),
 	}
 }
 

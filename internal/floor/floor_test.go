@@ -16,7 +16,7 @@ func TestTable(t *testing.T) {
 	const n = 1000
 	tok := func(i int) string { return fmt.Sprintf("%043d", i) }
 	data := func(i, round int) []byte { return bytes.Repeat([]byte{byte(i + round)}, 100+i%29) }
-	tb := New(n, 43+128)
+	tb := New(n, 43+128, n)
 	round := 0
 	for i := range n {
 		if !tb.Commit(tok(i), data(i, round)) {
