@@ -95,19 +95,28 @@ func (c *chunk) record(at location) (token, data []byte) {
 }
 
 // match returns the data of the record at offset off in c if its token is
-// token. Its header is read with a fast path for lengths of one and two
-// bytes: tokens under 128 bytes, data under 16 KiB.
+// token.
 func (c *chunk) match(off uint16, token string) (data []byte, ok bool) {
 	b := c.buf[off:]
-	tokenLen, n := int(b[0]), 1
+	tokenLen, dataLen, n := recordHeader(b)
+	if tokenLen != len(token) || string(b[n:n+tokenLen]) != token {
+		return nil, false
+	}
+	start := n + tokenLen
+	end := start + dataLen
+	return b[start:end:end], true
+}
+
+// recordHeader returns the lengths of the token and data of the record that
+// starts b, and the size of its header. It reads lengths of one and two
+// bytes, tokens under 128 bytes and data under 16 KiB, without a loop.
+func recordHeader(b []byte) (tokenLen, dataLen, n int) {
+	tokenLen, n = int(b[0]), 1
 	if tokenLen >= 0x80 {
 		v, k := binary.Uvarint(b)
 		tokenLen, n = int(v), k
 	}
-	if tokenLen != len(token) {
-		return nil, false
-	}
-	dataLen := int(b[n])
+	dataLen = int(b[n])
 	switch {
 	case dataLen < 0x80:
 		n++
@@ -118,12 +127,7 @@ func (c *chunk) match(off uint16, token string) (data []byte, ok bool) {
 		v, k := binary.Uvarint(b[n:])
 		dataLen, n = int(v), n+k
 	}
-	if string(b[n:n+tokenLen]) != token {
-		return nil, false
-	}
-	start := n + tokenLen
-	end := start + dataLen
-	return b[start:end:end], true
+	return tokenLen, dataLen, n
 }
 
 // chunkDir finds a chunk by its id without a lock, for Find. Its segments
@@ -173,11 +177,9 @@ func (m *MemStore) setChunkLocked(id uint32, c *chunk) {
 // splitRecord returns the token and data of the record that starts b, and
 // its size.
 func splitRecord(b []byte) (token, data []byte, size int) {
-	tokenLen, n1 := binary.Uvarint(b)
-	dataLen, n2 := binary.Uvarint(b[n1:])
-	start := n1 + n2
-	end := start + int(tokenLen) + int(dataLen)
-	return b[start : start+int(tokenLen)], b[start+int(tokenLen) : end : end], end
+	tokenLen, dataLen, start := recordHeader(b)
+	end := start + tokenLen + dataLen
+	return b[start : start+tokenLen], b[start+tokenLen : end : end], end
 }
 
 // tail is where new records are written: the end of the active chunk.

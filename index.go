@@ -263,8 +263,7 @@ func (m *MemStore) findIn(t *table, h uint64, token string) (f found, valid bool
 		if m.table.Load() != t {
 			return found{}, false
 		}
-		stored, data := c.record(at)
-		if string(stored) == token {
+		if data, ok := c.match(at.offset, token); ok {
 			return found{i: int(i), meta: meta, data: data, deadline: deadline}, true
 		}
 	}

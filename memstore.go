@@ -406,8 +406,8 @@ func (m *MemStore) keeps(h uint64, at location) bool {
 
 // tokenIs reports whether the record at at holds token. m.mu must be held.
 func (m *MemStore) tokenIs(at location, token string) bool {
-	stored, _ := m.chunkAt(at.chunk).record(at)
-	return string(stored) == token
+	_, ok := m.chunkAt(at.chunk).match(at.offset, token)
+	return ok
 }
 
 // removeLocked removes the session in slot i of the current table: Delete,
