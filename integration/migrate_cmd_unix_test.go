@@ -383,7 +383,7 @@ func TestMemstoreToRedis(t *testing.T) {
 		if err := src.WriteFile(snap); err != nil {
 			t.Fatal(err)
 		}
-		r := runCommand(t, bin, nil, "-snapshot", snap, "-redis", srv.addr)
+		r := runCommand(t, bin, nil, "-snapshot", snap, "-redis", "redis://"+srv.addr+"/0")
 		if r.code != 0 {
 			t.Fatalf("the command exited %d; want 0", r.code)
 		}

@@ -12,7 +12,8 @@
 //
 // ADDR is host:port, or a redis:// or rediss:// URL, which may carry a
 // password and a database number. It prints what it read and what it wrote,
-// and exits 0 only when every session read was written. A source holding no
+// and exits 0 only when the copy completed (a session that expired between
+// the read and the copy is not copied, and is counted). A source holding no
 // live session is refused, as a mistyped path would be, unless -allow-empty
 // says that the store is empty. A directory that the application still
 // holds is refused: stop the application first.
