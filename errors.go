@@ -16,13 +16,14 @@ var ErrTooLarge = errors.New("memstore: session larger than the store's byte cap
 
 // ErrNotDurable is wrapped by the error of a Delete, or of a Commit under a
 // sync interval of 0, that changed the store in memory but could not put the
-// change on disk: a write or fsync failed (the disk is full, say), or the
-// store was closed. The store keeps serving from memory, and it catches up on
+// change on disk: a write or fsync failed (the disk is full, say), the
+// store was closed, or it came from OpenReadOnly, which writes nothing. The store keeps serving from memory, and it catches up on
 // disk once the disk works again.
 var ErrNotDurable = errors.New("memstore: change not on disk")
 
 // ErrLocked is wrapped by the error of Open when another open store, in this
-// process or another, holds the directory.
+// process or another, holds the directory, and of OpenReadOnly when a store
+// from Open holds it. Both wait for the lock first: see WithLockTimeout.
 var ErrLocked = errors.New("memstore: directory in use by another store")
 
 // ErrBadSnapshot is wrapped by every error of ReadFrom and ReadFile that
@@ -53,6 +54,11 @@ var ErrCopyIncomplete = errors.New("memstore: copy incomplete")
 // ErrorFunc and writes no cookie: answer as to a request without a session
 // (a redirect to the login page, or 401), not as to a server fault.
 var ErrDeleted = errors.New("memstore: session deleted")
+
+// ErrNoStore is wrapped by the error of OpenReadOnly when its directory does
+// not exist or holds no file of a store: a mistyped path, most likely, which
+// must not pass for a store with no sessions. The error names the directory.
+var ErrNoStore = errors.New("memstore: no store in the directory")
 
 // badInput is the error of an input that is not what it should be: a
 // snapshot, or a file of a store's directory. It wraps ErrBadSnapshot.

@@ -27,6 +27,7 @@ type MemStore struct {
 
 	syncInterval time.Duration // see WithSyncInterval; Open's stores only
 	rewriteSlack int64         // see rewriteSlack; smaller in tests
+	lockTimeout  time.Duration // see WithLockTimeout; Open's and OpenReadOnly's stores only
 	log          *durableLog   // records every change on disk; nil but in stores from Open
 
 	tail tail // where records are written; its own lock, taken after mu when both are
