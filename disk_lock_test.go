@@ -164,9 +164,15 @@ func flockDir(t *testing.T, dir string) (release func()) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		t.Fatal(err)
-	}
+	// A child process that a parallel test is starting may hold, until it
+	// execs, the lock of a store just closed: wait for it, as Open does.
+	eventually(t, "the directory's lock taken", func() bool {
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err != nil && !errors.Is(err, syscall.EWOULDBLOCK) {
+			t.Fatal(err)
+		}
+		return err == nil
+	})
 	return func() { f.Close() }
 }
 
@@ -181,8 +187,8 @@ func TestOpenWaitsForTheLock(t *testing.T) {
 		t.Run(fmt.Sprintf("readOnly=%v", readOnly), func(t *testing.T) {
 			dir := storeDir(t)
 			openFree(t, dir)
+			release := flockDir(t, dir) // on the real clock, which a child holding the lock goes by
 			synctest.Test(t, func(t *testing.T) {
-				release := flockDir(t, dir)
 				const held = 300 * time.Millisecond
 				released := make(chan struct{})
 				go func() {
