@@ -78,7 +78,8 @@ func fill(b *testing.B, s storetest.Store, toks []string, expiry time.Time) {
 }
 
 // BenchmarkStores runs the storetest kit's standard workloads (find-hit,
-// find-miss, commit, churn, parallel-mixed-90-10 and all-10k) against this
+// commit and parallel-mixed-90-10 with fresh tokens drawn at random, their
+// -inorder forms, find-miss, churn and all-10k) against this
 // store and the naive one, as sub-benchmarks named store=NAME, so that
 //
 //	go test -run '^$' -bench Stores -count 6 > stores.txt
@@ -98,9 +99,11 @@ func BenchmarkStores(b *testing.B) {
 	})
 }
 
-// BenchmarkMaxBytes compares Commit under a full cap, where every Commit of a
-// new session evicts one, with Commit and no cap, where every Commit
-// overwrites; and Find with and without a cap, which should not differ.
+// BenchmarkMaxBytes compares Commit under a full cap, where nearly every
+// Commit is of a session evicted since and evicts one, with Commit and no
+// cap, where every Commit overwrites; and Find with and without a cap, which
+// should not differ. Both take fresh token strings drawn at random, as
+// requests bring them.
 func BenchmarkMaxBytes(b *testing.B) {
 	toks := tokens(100_000)
 	expiry := time.Now().Add(time.Hour)
@@ -112,11 +115,12 @@ func BenchmarkMaxBytes(b *testing.B) {
 		{"cap=full", []memstore.Option{memstore.WithMaxBytes(2 << 20)}}, // about 6,000 of the sessions
 	} {
 		m := memstore.New(0, c.opts...)
-		fill(b, m, toks, expiry) // each token's turn comes round after it has been evicted
+		fill(b, m, toks, expiry)
+		probe := freshProbe(toks) // under the cap, nearly all evicted by their turn
 		b.Run("commit/"+c.name, func(b *testing.B) {
 			b.ReportAllocs()
 			for i := 0; b.Loop(); i++ {
-				m.Commit(toks[i%len(toks)], payload, expiry)
+				m.Commit(probe[i%len(probe)], payload, expiry)
 			}
 		})
 		m.Close()
@@ -130,10 +134,11 @@ func BenchmarkMaxBytes(b *testing.B) {
 	} {
 		m := memstore.New(0, c.opts...)
 		fill(b, m, toks[:10_000], expiry)
+		probe := freshProbe(toks[:10_000])
 		b.Run("find/"+c.name, func(b *testing.B) {
 			b.ReportAllocs()
 			for i := 0; b.Loop(); i++ {
-				m.Find(toks[i%10_000])
+				m.Find(probe[i%len(probe)])
 			}
 		})
 		m.Close()
@@ -178,7 +183,7 @@ func halfExpired(b *testing.B, toks []string, cleanupInterval time.Duration) (m 
 // sweep running.
 func BenchmarkSweep(b *testing.B) {
 	toks := tokens(1_000_000)
-	live := toks[:1000] // what a Find asks for: sessions that stay
+	live := freshProbe(toks[:1000]) // what a Find asks for: sessions that stay
 	for range b.N {
 		// The janitor sweeps back to back (every millisecond, each pass
 		// longer than that). Measure from just before the sessions expire

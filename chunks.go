@@ -94,6 +94,42 @@ func (c *chunk) record(at location) (token, data []byte) {
 	return token, data
 }
 
+// match returns the data of the record at offset off in c if its token is
+// token.
+func (c *chunk) match(off uint16, token string) (data []byte, ok bool) {
+	b := c.buf[off:]
+	tokenLen, dataLen, n := recordHeader(b)
+	if tokenLen != len(token) || string(b[n:n+tokenLen]) != token {
+		return nil, false
+	}
+	start := n + tokenLen
+	end := start + dataLen
+	return b[start:end:end], true
+}
+
+// recordHeader returns the lengths of the token and data of the record that
+// starts b, and the size of its header. It reads lengths of one and two
+// bytes, tokens under 128 bytes and data under 16 KiB, without a loop.
+func recordHeader(b []byte) (tokenLen, dataLen, n int) {
+	tokenLen, n = int(b[0]), 1
+	if tokenLen >= 0x80 {
+		v, k := binary.Uvarint(b)
+		tokenLen, n = int(v), k
+	}
+	dataLen = int(b[n])
+	switch {
+	case dataLen < 0x80:
+		n++
+	case b[n+1] < 0x80:
+		dataLen = dataLen&0x7f | int(b[n+1])<<7
+		n += 2
+	default:
+		v, k := binary.Uvarint(b[n:])
+		dataLen, n = int(v), n+k
+	}
+	return tokenLen, dataLen, n
+}
+
 // chunkDir finds a chunk by its id without a lock, for Find. Its segments
 // are never replaced, only added: a reader holding an older chunkDir reaches
 // the same entries, which writers set under MemStore.mu.
@@ -141,11 +177,9 @@ func (m *MemStore) setChunkLocked(id uint32, c *chunk) {
 // splitRecord returns the token and data of the record that starts b, and
 // its size.
 func splitRecord(b []byte) (token, data []byte, size int) {
-	tokenLen, n1 := binary.Uvarint(b)
-	dataLen, n2 := binary.Uvarint(b[n1:])
-	start := n1 + n2
-	end := start + int(tokenLen) + int(dataLen)
-	return b[start : start+int(tokenLen)], b[start+int(tokenLen) : end : end], end
+	tokenLen, dataLen, start := recordHeader(b)
+	end := start + tokenLen + dataLen
+	return b[start : start+tokenLen], b[start+tokenLen : end : end], end
 }
 
 // tail is where new records are written: the end of the active chunk.

@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"runtime/metrics"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -258,14 +257,6 @@ func measureOpen(b *testing.B, template string, n int) {
 		size += len(content)
 	}
 	b.ReportMetric(float64(size)/float64(n), "disk-B/session")
-}
-
-// heapObjects returns the bytes of the heap's objects, live or not yet
-// collected.
-func heapObjects() uint64 {
-	s := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
-	metrics.Read(s)
-	return s[0].Value.Uint64()
 }
 
 // watchHeap samples heapObjects every millisecond until the function it

@@ -22,7 +22,11 @@ const noFollow = syscall.O_NOFOLLOW
 // elsewhere. An flock belongs to the open file, not the process, so a
 // second Open in the same process is refused too. lockDir refuses a
 // directory that users other than its owner may reach.
-func lockDir(dir string) (*os.File, error) {
+//
+// A shared lock, OpenReadOnly's, is held beside other shared ones but not
+// beside the exclusive lock of Open: readers never see a writer's files
+// change under them, and a writer never starts while a reader copies.
+func lockDir(dir string, shared bool) (*os.File, error) {
 	f, err := os.Open(dir)
 	if err != nil {
 		return nil, err
@@ -31,7 +35,11 @@ func lockDir(dir string) (*os.File, error) {
 		f.Close()
 		return nil, err
 	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+	how := syscall.LOCK_EX
+	if shared {
+		how = syscall.LOCK_SH
+	}
+	if err := syscall.Flock(int(f.Fd()), how|syscall.LOCK_NB); err != nil {
 		f.Close()
 		if errors.Is(err, syscall.EWOULDBLOCK) {
 			return nil, fmt.Errorf("%w: %s is locked", ErrLocked, dir)

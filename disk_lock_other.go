@@ -10,11 +10,11 @@ import (
 	"runtime"
 )
 
-// noFollow is 0: Open is not available here.
+// noFollow is 0: Open and OpenReadOnly are not available here.
 const noFollow = 0
 
 // lockDir fails: this package takes no advisory file lock on this system,
 // and a durable store without one could be opened twice and corrupted.
-func lockDir(dir string) (*os.File, error) {
-	return nil, fmt.Errorf("memstore: Open is not available on %s: it needs an advisory file lock", runtime.GOOS)
+func lockDir(dir string, shared bool) (*os.File, error) {
+	return nil, fmt.Errorf("memstore: Open and OpenReadOnly are not available on %s: they need an advisory file lock", runtime.GOOS)
 }

@@ -10,105 +10,12 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/golangcollege/memstore"
 )
-
-// openStore opens a durable store in dir, closed when the test ends unless
-// the test closes it first.
-func openStore(t testing.TB, dir string, opts ...memstore.Option) *memstore.MemStore {
-	t.Helper()
-	m, err := memstore.Open(dir, 0, opts...)
-	if err != nil {
-		t.Fatalf("Open(%s): %v", dir, err)
-	}
-	t.Cleanup(func() { m.Close() })
-	return m
-}
-
-// reopen closes m, which must succeed, and opens dir again.
-func reopen(t testing.TB, m *memstore.MemStore, dir string, opts ...memstore.Option) *memstore.MemStore {
-	t.Helper()
-	if err := m.Close(); err != nil {
-		t.Fatalf("Close: %v", err)
-	}
-	return openStore(t, dir, opts...)
-}
-
-// logs returns the names of the logs in dir, oldest first.
-func logs(t testing.TB, dir string) []string {
-	t.Helper()
-	names, err := filepath.Glob(filepath.Join(dir, "log.*"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return names
-}
-
-// readAll returns the bytes of the named file.
-func readAll(t testing.TB, name string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
-// storeDir returns a new directory for a store, which only its owner may
-// reach, as Open requires: t.TempDir's lets others in.
-func storeDir(t testing.TB) string {
-	t.Helper()
-	dir := filepath.Join(t.TempDir(), "store")
-	if err := os.Mkdir(dir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	return dir
-}
-
-// dirContents returns every file of dir and its bytes.
-func dirContents(t testing.TB, dir string) map[string]string {
-	t.Helper()
-	files := map[string]string{}
-	for _, name := range dirNames(t, dir) {
-		files[name] = string(readAll(t, filepath.Join(dir, name)))
-	}
-	return files
-}
-
-// storeContents is dirContents without LOCK, which an Open on Windows
-// creates, empty.
-func storeContents(t testing.TB, dir string) map[string]string {
-	t.Helper()
-	files := dirContents(t, dir)
-	delete(files, "LOCK")
-	return files
-}
-
-// dirNames returns the names of the files in dir.
-func dirNames(t testing.TB, dir string) []string {
-	t.Helper()
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	names := make([]string, len(entries))
-	for i, e := range entries {
-		names[i] = e.Name()
-	}
-	return names
-}
-
-// storeFiles returns the names of the files of a durable store's directory,
-// but LOCK, which an Open on Windows creates and leaves.
-func storeFiles(t testing.TB, dir string) []string {
-	t.Helper()
-	return slices.DeleteFunc(dirNames(t, dir), func(name string) bool { return name == "LOCK" })
-}
 
 // committedLog returns a directory whose one log holds the Commits of
 // tokens t0 to t(n-1), in order, each on disk, and the sessions.

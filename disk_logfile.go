@@ -150,8 +150,8 @@ type logHeader struct {
 // as it was created: readLog reports it as torn if it holds any byte, and
 // leaves its start to the caller to judge (see cutShortStart). Any other
 // bad record, or a bad start, means the file is damaged: readLog returns an
-// error wrapping ErrBadSnapshot that gives the record's offset, having
-// called apply for the records before it.
+// error wrapping ErrBadSnapshot that names f and gives the record's offset,
+// having called apply for the records before it.
 //
 // readLog reads the file in a stream, holding at most one record at a time
 // (and a 64 KiB buffer), and reads no more than size bytes: a longer file
@@ -167,10 +167,13 @@ func readLog(f *os.File, size int64, check func(logHeader) error, apply func(cha
 			return size > 0, err
 		}
 	}
+	damaged := func(off int64, detail string, args ...any) error {
+		return &badInput{kind: "log file", path: f.Name(), off: off, detail: fmt.Sprintf(detail, args...)}
+	}
 	var h logHeader
 	start := s.buf[s.pos:s.end]
 	if len(start) <= len(logMagic) || string(start[:len(logMagic)]) != logMagic {
-		return false, fmt.Errorf("%w: not a memstore log (starts %q)", ErrBadSnapshot, start[:min(len(start), len(logMagic))])
+		return false, damaged(0, "not a memstore log (starts %q)", start[:min(len(start), len(logMagic))])
 	}
 	switch h.version = start[len(logMagic)]; h.version {
 	case 1:
@@ -178,11 +181,11 @@ func readLog(f *os.File, size int64, check func(logHeader) error, apply func(cha
 	case logVersion:
 		b, ok := s.take(logStartLen)
 		if !ok {
-			return false, fmt.Errorf("%w: log start cut short, followed by other bytes than zeros", ErrBadSnapshot)
+			return false, damaged(0, "log start cut short, followed by other bytes than zeros")
 		}
 		h.store = storeID(b[len(logMagic)+1:])
 	default:
-		return false, fmt.Errorf("%w: unknown log version %d (this package reads versions 1 to %d)", ErrBadSnapshot, h.version, logVersion)
+		return false, damaged(int64(len(logMagic)), "unknown log version %d (this package reads versions 1 to %d)", h.version, logVersion)
 	}
 	if err := check(h); err != nil {
 		return false, err
@@ -195,16 +198,16 @@ func readLog(f *os.File, size int64, check func(logHeader) error, apply func(cha
 			case badRunsPastEnd:
 				return true, nil
 			case badTooLong: // a crash cannot write a length whose checksum passes
-				return false, fmt.Errorf("%w: %s in the record at offset %d", ErrBadSnapshot, bad, off)
+				return false, damaged(off, "%s in the record", bad)
 			}
 			if zeros, err := zerosFrom(f, off+int64(trusted), size); err != nil || zeros {
 				return zeros, err
 			}
-			return false, fmt.Errorf("%w: %s in the record at offset %d", ErrBadSnapshot, bad, off)
+			return false, damaged(off, "%s in the record", bad)
 		}
 		c, ok := parseChange(payload)
 		if !ok {
-			return false, fmt.Errorf("%w: malformed record at offset %d", ErrBadSnapshot, off)
+			return false, damaged(off, "malformed record")
 		}
 		apply(c)
 		s.take(recordHeaderLen + len(payload))

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -52,25 +53,24 @@ import (
 // needs about 70 bytes a session and a buffer the size of the largest one.
 //
 // One open store holds dir at a time: a second Open of it, in this process or
-// another, fails with an error wrapping ErrLocked until the first is closed
-// or its process ends. Open works on Linux, macOS, the BSDs and Windows, and
-// returns an error elsewhere. An Open that fails releases dir and returns a
-// nil store.
+// another, or of a directory that OpenReadOnly holds, waits for the lock for
+// up to a second (see WithLockTimeout), then fails with an error wrapping
+// ErrLocked. Open works on Linux, macOS, the BSDs and Windows, and returns
+// an error elsewhere. An Open that fails releases dir and returns a nil
+// store.
 //
 // Close puts on disk what is not there yet and releases dir; after Close the
 // store keeps working in memory but records nothing (see Close).
 func Open(dir string, cleanupInterval time.Duration, opts ...Option) (*MemStore, error) {
+	m := newStore(withDefaults(opts))
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
-	lock, err := lockDir(dir)
+	lock, err := lockWithin(dir, false, m.lockTimeout)
 	if err != nil {
 		return nil, err
 	}
-	m := newStore(opts)
-	m.deleted.paused = true // the logs hold deletes and re-commits that the store allowed when it made them
-	d, err := m.restoreDir(dir)
-	m.deleted.paused = false
+	d, err := m.restoreDir(dir, false)
 	if err == nil {
 		err = d.startLog(m, lock)
 	}
@@ -81,6 +81,117 @@ func Open(dir string, cleanupInterval time.Duration, opts ...Option) (*MemStore,
 	m.startJanitor(cleanupInterval)
 	return m, nil
 }
+
+// OpenReadOnly returns a store holding the sessions that dir holds, which a
+// store from Open wrote, and changes nothing in dir: it creates, writes,
+// renames and removes no file, and starts no log. It is for reading a
+// store's directory from another program, as one that copies its sessions
+// elsewhere does (see CopyTo), without risk to the directory: run as
+// another user, root say, Open would leave files that user owns, which the
+// application could not open again.
+//
+// A dir that does not exist, or holds no file of a store, is refused with an
+// error wrapping ErrNoStore that names it, and is not created: a mistyped
+// path must not pass for a store with no sessions. A dir that Open would
+// refuse (damaged files, a mode open to other users) is refused with the
+// same error. Expired sessions are skipped, as by Open; a record that a
+// crash cut short at the end of a log is dropped and counted in
+// Stats.TornRecords, and stays in dir.
+//
+// OpenReadOnly shares dir with other read-only stores but not with a store
+// from Open: while one holds dir the other waits for the lock (see
+// WithLockTimeout), then fails with an error wrapping ErrLocked. So the
+// application cannot start on dir, and change it, while a read-only store
+// is open; Close releases dir. On Windows the lock is the LOCK file that
+// Open creates: where dir has none, OpenReadOnly takes no lock.
+//
+// The store works in memory as one from Open does, and keeps working after
+// Close, but it records nothing: Commit, Delete and ReadFile change it in
+// memory and return an error wrapping ErrNotDurable, which says that the
+// store is read-only, so that a program that was meant to write learns that
+// it did not. It has no janitor: Find never returns an expired session, and
+// CopyTo and Sessions skip them. Of the options, WithMaxBytes and
+// WithLockTimeout apply.
+//
+// OpenReadOnly is a function of its own, not an option of Open, because it
+// differs from Open in what it refuses and in what its store's writes do: a
+// call that reads OpenReadOnly says so where it is made.
+func OpenReadOnly(dir string, opts ...Option) (*MemStore, error) {
+	m := newStore(withDefaults(opts))
+	if _, err := os.Stat(dir); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("%w: %w: give the directory the application gives memstore.Open (nothing was created)", ErrNoStore, err)
+		}
+		return nil, err
+	}
+	lock, err := lockWithin(dir, true, m.lockTimeout)
+	if err != nil {
+		return nil, err
+	}
+	d, err := m.restoreDir(dir, true)
+	if err != nil {
+		if lock != nil {
+			lock.Close()
+		}
+		return nil, err
+	}
+	l := &durableLog{
+		dir:    dir,
+		lock:   lock,
+		id:     d.id,
+		failed: fmt.Errorf("the store is read-only (from OpenReadOnly): nothing is written to %s", dir),
+		stats:  diskStats{torn: d.torn},
+		wake:   make(chan struct{}, 1),
+		done:   make(chan struct{}),
+		exited: make(chan struct{}),
+	}
+	// No writer: an interval of 0 makes every Commit wait for its sync,
+	// which failed refuses at once, so that Commit returns the error too.
+	m.syncInterval = 0
+	m.log = l
+	go func() {
+		<-l.done
+		if l.lock != nil {
+			l.closeErr = l.lock.Close()
+		}
+		close(l.exited)
+	}()
+	runtime.AddCleanup(m, (*durableLog).stop, l)
+	return m, nil
+}
+
+// withDefaults returns opts after the options that give Open's and
+// OpenReadOnly's defaults, which opts override.
+func withDefaults(opts []Option) []Option {
+	return append([]Option{WithLockTimeout(defaultLockTimeout)}, opts...)
+}
+
+// lockWithin takes dir's lock, shared or not, waiting up to timeout while
+// another store holds it. The wait polls, sleeping longer each time up to
+// lockPoll, since no system offers a blocking flock with a timeout.
+func lockWithin(dir string, shared bool, timeout time.Duration) (*os.File, error) {
+	deadline := time.Now().Add(timeout)
+	sleep := time.Millisecond
+	for {
+		lock, err := lockDir(dir, shared)
+		if !errors.Is(err, ErrLocked) {
+			return lock, err
+		}
+		left := time.Until(deadline)
+		if left <= 0 {
+			if timeout > 0 {
+				err = fmt.Errorf("%w, after waiting %v for it (see WithLockTimeout)", err, timeout)
+			}
+			return nil, err
+		}
+		time.Sleep(min(sleep, left))
+		sleep = min(2*sleep, lockPoll)
+	}
+}
+
+// lockPoll is the longest lockWithin sleeps between two tries: the wait
+// ends at most this long after the lock is released.
+const lockPoll = 20 * time.Millisecond
 
 // restoredDir is what Open found in a directory.
 type restoredDir struct {
@@ -94,6 +205,7 @@ type restoredDir struct {
 	torn     uint64   // torn last records dropped
 	owned    []string // the files restored, which a rewrite deletes
 	stale    []string // files of the store a crash left, older generations and temporary files, and logs holding no record
+	readOnly bool     // OpenReadOnly's: nothing in dir is opened for writing or synced
 }
 
 // startLog starts a new log in d and its writer, and attaches them to m.
@@ -192,9 +304,12 @@ type dirFile struct {
 var baseTemp = regexp.MustCompile(`^base\.[0-9a-f]{16}\.[0-9]+\.tmp$`)
 
 // restoreDir restores into m, which records nothing yet, the sessions that
-// dir holds. On an error m is to be dropped and dir is unchanged.
-func (m *MemStore) restoreDir(dir string) (restoredDir, error) {
-	d := restoredDir{dir: dir}
+// dir holds. On an error m is to be dropped and dir is unchanged. Read-only,
+// it refuses a dir holding no file of a store.
+func (m *MemStore) restoreDir(dir string, readOnly bool) (restoredDir, error) {
+	d := restoredDir{dir: dir, readOnly: readOnly}
+	m.deleted.paused = true // the logs hold deletes and re-commits that the store allowed when it made them
+	defer func() { m.deleted.paused = false }()
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return d, err
@@ -232,12 +347,17 @@ func (m *MemStore) restoreDir(dir string) (restoredDir, error) {
 		return d, fmt.Errorf("%w: %s is not a file, and its generation, %x, leaves the store too few names for its next files (it names them up to %x): move it out of %s",
 			ErrBadSnapshot, filepath.Join(dir, strayName), stray, uint64(maxGen), dir)
 	}
+	if readOnly && len(files) == 0 {
+		return d, fmt.Errorf("%w: %s holds no base.* or log.* file: give the directory the application gives memstore.Open", ErrNoStore, dir)
+	}
 	d.nextGen = max(top+1, 1)
 	slices.SortFunc(files, cmpGen)
 	if err := d.identify(files); err != nil {
 		return d, err
 	}
-	d.stale = d.ownTemps(temps)
+	if !readOnly {
+		d.stale = d.ownTemps(temps)
+	}
 	return d, d.restore(m, files)
 }
 
@@ -277,16 +397,17 @@ func readHeader(name string, kind fileKind) (dirFile, error) {
 		want, first = logMagic, "memstore log"
 	}
 	if len(head) <= len(want) || string(head[:len(want)]) != want {
-		return f, fmt.Errorf("%s: %w: not a %s (starts %q)", name, ErrBadSnapshot, first, head[:min(len(head), len(want))])
+		return f, &badInput{kind: string(kind) + " file", path: name, detail: fmt.Sprintf("not a %s (starts %q)", first, head[:min(len(head), len(want))])}
 	}
 	switch f.version = head[len(want)]; {
 	case f.version == firstVersion:
 	case f.version == version && len(head) == len(want)+1+len(f.store):
 		f.stored = copy(f.store[:], head[len(want)+1:])
 	case f.version == version:
-		return f, fmt.Errorf("%s: %w: truncated in the store", name, ErrBadSnapshot)
+		return f, &badInput{kind: string(kind) + " file", path: name, off: int64(len(head)), detail: "truncated in the store"}
 	default:
-		return f, fmt.Errorf("%s: %w: unknown version %d (this package reads versions %d to %d)", name, ErrBadSnapshot, f.version, firstVersion, version)
+		return f, &badInput{kind: string(kind) + " file", path: name, off: int64(len(want)),
+			detail: fmt.Sprintf("unknown version %d (this package reads versions %d to %d)", f.version, firstVersion, version)}
 	}
 	return f, nil
 }
@@ -420,6 +541,10 @@ func (m *MemStore) restoreBaseFile(name string, check func(version byte, store s
 	}
 	defer f.Close()
 	if err := m.restoreBase(f, size, check); err != nil {
+		if bad, ok := err.(*badInput); ok {
+			bad.kind, bad.path = "base file", name
+			return bad
+		}
 		return fmt.Errorf("%s: %w", name, err)
 	}
 	return nil
@@ -449,8 +574,12 @@ func openRegular(name string, flag int) (*os.File, int64, error) {
 func (d *restoredDir) replay(m *MemStore, f dirFile) error {
 	name := filepath.Join(d.dir, f.name)
 	// Opened for writing, to be synced: Windows syncs only a file open for
-	// writing.
-	file, size, err := openRegular(name, os.O_RDWR)
+	// writing. Read-only, nothing follows the log, so it need not be synced.
+	flag := os.O_RDWR
+	if d.readOnly {
+		flag = os.O_RDONLY
+	}
+	file, size, err := openRegular(name, flag)
 	if err != nil {
 		return err
 	}
@@ -464,14 +593,19 @@ func (d *restoredDir) replay(m *MemStore, f dirFile) error {
 			m.Delete(token) // a session too large for the cap replaced the older one
 		}
 	})
+	if _, ok := err.(*badInput); ok {
+		return err // names the file
+	}
 	if err != nil {
 		return fmt.Errorf("%s: %w", name, err)
 	}
 	// A crash of the process leaves the log's last records in the page
 	// cache, not on disk: they are about to be served, and a new log to
 	// follow them, so they must not be lost to a power cut after.
-	if err := file.Sync(); err != nil {
-		return err
+	if !d.readOnly {
+		if err := file.Sync(); err != nil {
+			return err
+		}
 	}
 	if torn {
 		d.torn++

@@ -11,7 +11,9 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -344,4 +346,169 @@ func TestOpenIgnoresANilOption(t *testing.T) {
 	mustCommit(t, m, "tok", []byte("data"), inAnHour())
 	m = reopen(t, m, dir, nil)
 	mustHoldExactly(t, m, map[string][]byte{"tok": []byte("data")})
+}
+
+// dirState describes dir and every entry in it, as ls -l would and more:
+// name, mode, owner, size, modification time to the nanosecond, and the
+// bytes of each file. The directory's own line changes if an entry is
+// created, renamed or removed, even one removed again.
+func dirState(t testing.TB, dir string) map[string]string {
+	t.Helper()
+	describe := func(name string) string {
+		info, err := os.Lstat(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st := info.Sys().(*syscall.Stat_t)
+		line := fmt.Sprintf("%v uid=%d gid=%d size=%d mtime=%d", info.Mode(), st.Uid, st.Gid, info.Size(), info.ModTime().UnixNano())
+		if info.Mode().IsRegular() {
+			line += fmt.Sprintf(" %q", readAll(t, name))
+		}
+		return line
+	}
+	state := map[string]string{".": describe(dir)}
+	for _, name := range dirNames(t, dir) {
+		state[name] = describe(filepath.Join(dir, name))
+	}
+	return state
+}
+
+// checkUnchanged fails t unless dir's state is before.
+func checkUnchanged(t testing.TB, dir string, before map[string]string) {
+	t.Helper()
+	after := dirState(t, dir)
+	for name := range maps.Keys(before) {
+		if before[name] != after[name] {
+			t.Errorf("%s changed:\nbefore %s\nafter  %s", name, before[name], after[name])
+		}
+	}
+	for name := range maps.Keys(after) {
+		if _, ok := before[name]; !ok {
+			t.Errorf("%s was created: %s", name, after[name])
+		}
+	}
+}
+
+// storeToRead returns a directory holding what Open restores from and
+// would change: a base and two logs after it holding records, a log of an
+// earlier generation and an empty temporary base, both of which Open
+// removes, and the sessions the directory holds. Run as root, every file
+// belongs to another user, as an application's directory does to the
+// root-run copy program.
+func storeToRead(t *testing.T) (dir string, want map[string][]byte) {
+	t.Helper()
+	dir = storeDir(t)
+	want = map[string][]byte{}
+	m := openStore(t, dir)
+	for i := range 5 {
+		token := fmt.Sprintf("first-%d", i)
+		mustCommit(t, m, token, []byte("data of "+token), inAnHour())
+		want[token] = []byte("data of " + token)
+	}
+	m.Close()
+	older := readAll(t, filepath.Join(dir, "log.0000000000000001"))
+	m = openStore(t, dir) // replays log.1: Close folds it into base.3
+	m = reopen(t, m, dir)
+	mustCommit(t, m, "later", []byte("committed after the base"), inAnHour())
+	want["later"] = []byte("committed after the base")
+	if err := m.Delete("first-0"); err != nil {
+		t.Fatal(err)
+	}
+	delete(want, "first-0")
+	m.Close()
+	if got := storeFiles(t, dir); !slices.Equal(got, []string{"base.0000000000000003", "log.0000000000000004"}) {
+		t.Fatalf("the directory holds %q; want base.3 and log.4", got)
+	}
+	// A crash right after a store started log.5 and wrote log.4's records
+	// again: replaying both gives the same sessions.
+	extra := map[string][]byte{
+		"log.0000000000000005":         readAll(t, filepath.Join(dir, "log.0000000000000004")),
+		"log.0000000000000001":         older,
+		"base.0000000000000001.42.tmp": nil,
+	}
+	for name, b := range extra {
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if os.Geteuid() == 0 {
+		for _, name := range append(dirNames(t, dir), ".") {
+			if err := os.Lchown(filepath.Join(dir, name), 65534, 65534); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	return dir, want
+}
+
+// TestOpenReadOnlyChangesNothing opens a store's directory read-only, reads
+// it, writes to the store and closes it: every file and the directory
+// itself are as they were, byte for byte, mode, owner and mtime. Open of
+// the same directory replays the logs into a new base and log, and removes
+// the files it no longer needs.
+func TestOpenReadOnlyChangesNothing(t *testing.T) {
+	t.Parallel()
+	dir, want := storeToRead(t)
+	before := dirState(t, dir)
+
+	m, err := memstore.OpenReadOnly(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustHoldExactly(t, m, want)
+	if err := m.Commit("new", []byte("x"), inAnHour()); !errors.Is(err, memstore.ErrNotDurable) || !strings.Contains(err.Error(), "read-only") {
+		t.Errorf("Commit to a read-only store = %v; want an error wrapping ErrNotDurable that says read-only", err)
+	}
+	if err := m.Delete("later"); !errors.Is(err, memstore.ErrNotDurable) {
+		t.Errorf("Delete from a read-only store = %v; want an error wrapping ErrNotDurable", err)
+	}
+	if err := m.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	checkUnchanged(t, dir, before)
+	if _, found, _ := m.Find("new"); !found {
+		t.Errorf("the Commit refused on disk is not in memory")
+	}
+
+	// The directory is still the application's to open, and holds what
+	// it did before.
+	m = openStore(t, dir)
+	mustHoldExactly(t, m, want)
+}
+
+// TestOpenReadOnlyRefusesWhereNoStoreIs opens read-only a directory that
+// does not exist, one that is empty, and one holding no file of a store:
+// each is refused with an error wrapping ErrNoStore that names it, and
+// nothing is created.
+func TestOpenReadOnlyRefusesWhereNoStoreIs(t *testing.T) {
+	t.Parallel()
+	parent := t.TempDir()
+	missing := filepath.Join(parent, "sesions", "store")
+	empty := storeDir(t)
+	other := storeDir(t)
+	if err := os.WriteFile(filepath.Join(other, "notes.txt"), []byte("not a store's"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, dir := range []string{missing, empty, other} {
+		var before map[string]string
+		if dir != missing {
+			before = dirState(t, dir)
+		}
+		m, err := memstore.OpenReadOnly(dir)
+		if m != nil {
+			m.Close()
+		}
+		if !errors.Is(err, memstore.ErrNoStore) || m != nil || !strings.Contains(err.Error(), dir) {
+			t.Errorf("OpenReadOnly(%s) = %v, %v; want nil and an error wrapping ErrNoStore that names the directory", dir, m, err)
+		} else {
+			t.Logf("OpenReadOnly: %v", err)
+		}
+		if dir == missing {
+			if names := dirNames(t, parent); len(names) > 0 {
+				t.Errorf("OpenReadOnly of a missing directory created %q", names)
+			}
+		} else {
+			checkUnchanged(t, dir, before)
+		}
+	}
 }

@@ -2,7 +2,10 @@
 
 package memstore
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+)
 
 // The sentinel errors, for errors.Is. An error that wraps one adds the
 // detail in its text: the file, the offset, the mode.
@@ -13,20 +16,24 @@ var ErrTooLarge = errors.New("memstore: session larger than the store's byte cap
 
 // ErrNotDurable is wrapped by the error of a Delete, or of a Commit under a
 // sync interval of 0, that changed the store in memory but could not put the
-// change on disk: a write or fsync failed (the disk is full, say), or the
-// store was closed. The store keeps serving from memory, and it catches up on
+// change on disk: a write or fsync failed (the disk is full, say), the
+// store was closed, or it came from OpenReadOnly, which writes nothing. The store keeps serving from memory, and it catches up on
 // disk once the disk works again.
 var ErrNotDurable = errors.New("memstore: change not on disk")
 
 // ErrLocked is wrapped by the error of Open when another open store, in this
-// process or another, holds the directory.
+// process or another, holds the directory, and of OpenReadOnly when a store
+// from Open holds it. Both wait for the lock first: see WithLockTimeout.
 var ErrLocked = errors.New("memstore: directory in use by another store")
 
 // ErrBadSnapshot is wrapped by every error of ReadFrom and ReadFile that
 // comes from the input not being a valid snapshot: a bad magic number, an
 // unknown version, a truncation, a checksum mismatch or an impossible length.
 // Test for it with errors.Is. When it is returned the store is unchanged.
-// Open wraps it too, when a file of its directory is damaged.
+// Open wraps it too, when a file of its directory is damaged: its error then
+// names the kind of file (a log file, a base file), its path and the offset
+// where the damage begins, and points to docs/durability.md#damage, which
+// says how to recover.
 var ErrBadSnapshot = errors.New("memstore: bad snapshot")
 
 // ErrDirPermissions is wrapped by the error of Open when dir lets users
@@ -47,3 +54,30 @@ var ErrCopyIncomplete = errors.New("memstore: copy incomplete")
 // ErrorFunc and writes no cookie: answer as to a request without a session
 // (a redirect to the login page, or 401), not as to a server fault.
 var ErrDeleted = errors.New("memstore: session deleted")
+
+// ErrNoStore is wrapped by the error of OpenReadOnly when its directory does
+// not exist or holds no file of a store: a mistyped path, most likely, which
+// must not pass for a store with no sessions. The error names the directory.
+var ErrNoStore = errors.New("memstore: no store in the directory")
+
+// badInput is the error of an input that is not what it should be: a
+// snapshot, or a file of a store's directory. It wraps ErrBadSnapshot.
+type badInput struct {
+	kind   string // "log file" or "base file" of a store's directory; "" for a snapshot given to ReadFrom or ReadFile
+	path   string // the file, where kind is set
+	off    int64  // where the damage begins: the record, entry or field found bad
+	detail string // what is wrong there
+}
+
+// Error says, for a file of a store's directory, what kind of file it is
+// and where it is damaged, and where to read what to do: an operator meets
+// it when Open refuses to start, and the remedy depends on both. A snapshot
+// keeps the sentinel's words, its caller naming the file.
+func (e *badInput) Error() string {
+	if e.kind == "" {
+		return ErrBadSnapshot.Error() + ": " + e.detail
+	}
+	return fmt.Sprintf("memstore: damaged %s %s at offset %d: %s; see memstore's docs/durability.md#damage", e.kind, e.path, e.off, e.detail)
+}
+
+func (e *badInput) Unwrap() error { return ErrBadSnapshot }

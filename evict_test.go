@@ -17,21 +17,6 @@ import (
 	"github.com/golangcollege/memstore"
 )
 
-// newCappedStore returns a store without a janitor capped at maxBytes, with
-// opts, closed when the test ends.
-func newCappedStore(t testing.TB, maxBytes int64, opts ...memstore.Option) *memstore.MemStore {
-	m := memstore.New(0, append([]memstore.Option{memstore.WithMaxBytes(maxBytes)}, opts...)...)
-	t.Cleanup(func() { m.Close() })
-	return m
-}
-
-func heapAfterGC() uint64 {
-	runtime.GC()
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-	return ms.HeapAlloc
-}
-
 func TestNoCapByDefault(t *testing.T) {
 	t.Parallel()
 	for _, m := range []*memstore.MemStore{newStore(t), newCappedStore(t, 0), newCappedStore(t, -1)} {
@@ -90,8 +75,9 @@ func TestTooLargeLeavesTheStoreAsItWas(t *testing.T) {
 }
 
 // TestFlood commits new sessions from several goroutines into a cap, over
-// twenty times what it holds: the store must stay within it, and keep
-// working.
+// twenty times what it holds: the store must keep working, stay within the
+// cap once the Commits stop, and within what WithMaxBytes allows while they
+// run (a chunk more for each Commit in flight).
 func TestFlood(t *testing.T) {
 	var (
 		maxBytes = sized[int64](512<<10, 4<<20)
@@ -102,13 +88,17 @@ func TestFlood(t *testing.T) {
 	m := newCappedStore(t, maxBytes)
 	data := make([]byte, 200)
 
-	var over atomic.Int64 // the first accounted size seen above the cap
+	bound := capWhileCommitting(maxBytes, workers)
+	var over atomic.Int64 // the first accounted size seen above bound
+	var most int64        // the most seen, read once watched is closed
 	stop := make(chan struct{})
 	watched := make(chan struct{})
 	go func() { // watch the accounted bytes the whole time
 		defer close(watched)
 		for {
-			if st := m.Stats(); st.Bytes > maxBytes {
+			st := m.Stats()
+			most = max(most, st.Bytes)
+			if st.Bytes > bound {
 				over.CompareAndSwap(0, st.Bytes)
 			}
 			select {
@@ -137,12 +127,14 @@ func TestFlood(t *testing.T) {
 	close(stop)
 	<-watched
 
+	t.Logf("with up to %d Commits in flight, the accounted bytes reached %d, %.3fx the cap", workers, most, float64(most)/float64(maxBytes))
 	if b := over.Load(); b != 0 {
-		t.Errorf("accounted bytes reached %d; the cap is %d", b, maxBytes)
+		t.Errorf("accounted bytes reached %d with up to %d Commits in flight; want within %d, the cap of %d and a chunk for each",
+			b, workers, bound, maxBytes)
 	}
 	st := m.Stats()
 	if st.Bytes > maxBytes || st.Sessions == 0 {
-		t.Errorf("Stats = %+v; want a non-empty store within the cap", st)
+		t.Errorf("Stats = %+v with no Commit in flight; want a non-empty store within the cap", st)
 	}
 	if st.Evicted != uint64(sessions-st.Sessions) || st.Expired != 0 {
 		t.Errorf("Evicted = %d, Expired = %d with %d held of %d committed; want Evicted = %d, Expired = 0",
@@ -209,27 +201,94 @@ func TestExpiredSessionsAreEvictedFirst(t *testing.T) {
 	})
 }
 
-// TestStatsCountWhatHappened runs on the real clock: it checks that sweeps
-// report how long they took and held the lock, which measure zero on a
-// synctest bubble's clock.
+// TestStatsCountWhatHappened checks the counters against what the test made
+// happen: sessions that expired, removed by making room or by the janitor,
+// count as Expired; live ones removed for room, as Evicted; nothing counts
+// twice or goes uncounted, the counters only grow, and they stop with Close.
+//
+// It runs in a synctest bubble, so that the expiring sessions have expired,
+// and none has been evicted while live, before the flood begins, however slow
+// the machine: on the real clock, eviction, which takes the sessions nearest
+// their expiry first, could take them all before they expired. Sweep
+// timings measure zero on a bubble's clock: the real clock checks them.
 func TestStatsCountWhatHappened(t *testing.T) {
 	t.Parallel()
+	t.Run("counters", func(t *testing.T) {
+		synctest.Test(t, testStatsCounters)
+	})
+	t.Run("sweep timings", func(t *testing.T) {
+		m := memstore.New(time.Millisecond)
+		defer m.Close()
+		for i := range 1000 { // live, so that every pass walks them
+			mustCommit(t, m, fmt.Sprint("live", i), make([]byte, 50), inAnHour())
+		}
+		for i := range 1000 {
+			mustCommit(t, m, fmt.Sprint("short", i), make([]byte, 50), time.Now().Add(shortLife))
+		}
+		eventually(t, "swept", func() bool { return m.Stats().Expired == 1000 })
+		swept := m.Stats().Sweeps
+		eventually(t, "a pass over the live sessions", func() bool { return m.Stats().Sweeps > swept })
+		st := m.Stats()
+		if st.Sessions != 1000 || st.LastSweep <= 0 || st.LastSweepLongestHold <= 0 || st.LastSweepLongestHold > st.LastSweep {
+			t.Errorf("Stats = %+v; want 1000 sessions and a timed sweep, its longest hold within it", st)
+		}
+	})
+}
+
+// testStatsCounters is TestStatsCountWhatHappened's part in a synctest
+// bubble: the store's clock moves only when the test sleeps.
+func testStatsCounters(t *testing.T) {
+	const (
+		workers    = 4
+		sweepEvery = time.Second // passes at 1s, 2s, 3s… on the bubble's clock
+	)
 	maxBytes := sized[int64](256<<10, 1<<20) // about a quarter of what is committed
-	m := memstore.New(time.Millisecond, memstore.WithMaxBytes(maxBytes))
+	each := sized(1250, 5000)
+	m := memstore.New(sweepEvery, memstore.WithMaxBytes(maxBytes))
 	defer m.Close()
 
+	// Two sets of sessions that expire, each an eighth of the flood: they
+	// fit under the cap, so none is evicted while live. The janitor sweeps
+	// the first set at 1s; the second expires at 1.7s, and is still held
+	// when the flood begins at 1.8s.
+	expiring := workers * each / 8
+	commitExpiring := func(set string, life time.Duration) {
+		for i := range expiring {
+			mustCommit(t, m, fmt.Sprint(set, i), make([]byte, 50), time.Now().Add(life))
+		}
+	}
+	commitExpiring("swept-", 500*time.Millisecond)
+	time.Sleep(1500 * time.Millisecond)
+	synctest.Wait()
+	if st := m.Stats(); st.Expired != uint64(expiring) || st.Sweeps != 1 || st.Sessions != 0 {
+		t.Fatalf("Stats = %+v after one pass; want the first %d expired sessions swept", st, expiring)
+	}
+	commitExpiring("unswept-", 200*time.Millisecond)
+	time.Sleep(300 * time.Millisecond)
+	if all, _ := m.All(); len(all) != 0 || m.Len() != expiring {
+		t.Fatalf("Len = %d and All holds %d sessions after they expired; want all %d held, none found",
+			m.Len(), len(all), expiring)
+	}
+	if st := m.Stats(); st.Evicted != 0 || st.Expired != uint64(expiring) || st.Sweeps != 1 {
+		t.Fatalf("Stats = %+v before the flood; want no eviction, no more expirations, no more passes", st)
+	}
+
+	// A flood of live sessions, more than fits, at once on the bubble's
+	// clock: making room removes the expired sessions it meets and evicts
+	// live ones.
 	stop := make(chan struct{})
 	watched := make(chan struct{})
-	go func() { // counters only grow
+	go func() { // counters only grow; Bytes stays within what WithMaxBytes allows
 		defer close(watched)
 		var last memstore.Stats
+		bound := capWhileCommitting(maxBytes, workers)
 		for {
 			st := m.Stats()
 			if st.Expired < last.Expired || st.Evicted < last.Evicted || st.Sweeps < last.Sweeps {
 				t.Errorf("counters went back: %+v after %+v", st, last)
 			}
-			if st.Bytes > maxBytes || st.MaxBytes != maxBytes {
-				t.Errorf("Stats = %+v; want Bytes within MaxBytes = %d", st, maxBytes)
+			if st.Bytes > bound || st.MaxBytes != maxBytes {
+				t.Errorf("Stats = %+v with up to %d Commits in flight; want MaxBytes = %d and Bytes within %d", st, workers, maxBytes, bound)
 			}
 			last = st
 			select {
@@ -240,20 +299,13 @@ func TestStatsCountWhatHappened(t *testing.T) {
 			}
 		}
 	}()
-
-	const workers = 4
-	each := sized(1250, 5000)
 	var wg sync.WaitGroup
 	for w := range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for i := range each {
-				expiry := inAnHour() // more than fits: evictions
-				if i >= each*3/4 {
-					expiry = time.Now().Add(time.Second) // the last ones committed expire
-				}
-				if err := m.Commit(fmt.Sprint(w, "-", i), make([]byte, 50), expiry); err != nil {
+				if err := m.Commit(fmt.Sprint(w, "-", i), make([]byte, 50), inAnHour()); err != nil {
 					t.Errorf("Commit: %v", err)
 					return
 				}
@@ -261,28 +313,31 @@ func TestStatsCountWhatHappened(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	allExpired := time.Now().Add(time.Second)
-	eventually(t, "swept", func() bool {
-		all, _ := m.All()
-		return time.Now().After(allExpired) && len(all) == m.Len()
-	})
 	close(stop)
 	<-watched
 
+	// The janitor sweeps whatever making room left of the expired sessions.
+	time.Sleep(2 * sweepEvery)
+	synctest.Wait()
 	st := m.Stats()
-	if got := uint64(st.Sessions) + st.Expired + st.Evicted; got != uint64(workers*each) {
-		t.Errorf("held %d + expired %d + evicted %d = %d; want the %d committed", st.Sessions, st.Expired, st.Evicted, got, workers*each)
+	if st.Bytes > maxBytes {
+		t.Errorf("Stats = %+v with no Commit in flight; want Bytes within MaxBytes", st)
 	}
-	if st.Evicted == 0 || st.Expired == 0 || st.LastSweep <= 0 || st.LastSweepLongestHold <= 0 || st.LastSweepLongestHold > st.LastSweep {
-		t.Errorf("Stats = %+v; want evictions, expirations, and timed sweeps", st)
+	if all, _ := m.All(); st.Expired != uint64(2*expiring) || st.Sweeps < 3 || len(all) != st.Sessions {
+		t.Errorf("Stats = %+v, %d sessions found; want the %d expired sessions counted as Expired, swept, and every session held found",
+			st, len(all), 2*expiring)
+	}
+	if live := workers * each; st.Evicted == 0 || st.Evicted != uint64(live-st.Sessions) {
+		t.Errorf("held %d, evicted %d of the %d live sessions committed; want evictions, and every live session held or evicted",
+			st.Sessions, st.Evicted, live)
 	}
 
 	m.Close()
 	closed := m.Stats()
-	if closed.Expired < st.Expired || closed.Evicted != st.Evicted || closed.Sweeps < st.Sweeps {
+	if closed != st {
 		t.Errorf("Stats after Close = %+v; want the counters kept from %+v", closed, st)
 	}
-	time.Sleep(20 * time.Millisecond) // twenty janitor intervals
+	time.Sleep(20 * sweepEvery)
 	if later := m.Stats(); later != closed {
 		t.Errorf("Stats changed after Close, from %+v to %+v; want no more sweeps", closed, later)
 	}

@@ -171,16 +171,49 @@ func (s *tableSlot) write(hash uint64, sl slot) {
 	atomic.StoreUint64(&s.meta, (version+2)<<32|hash)
 }
 
-// find returns the data and deadline of the session of token, whose hash
-// is h, reading without a lock, and whether it is held. Slices it returns
-// are the store's own bytes.
-func (m *MemStore) find(h uint64, token string) (data []byte, deadline time.Duration, found bool) {
-	for {
-		f, valid := m.findIn(m.table.Load(), h, token)
-		if valid {
-			return f.data, f.deadline, f.i >= 0
+// lookup returns the data and deadline of the session of token, whose hash
+// is h, reading without a lock, and whether it is held: Find's path, with
+// nothing on it that a reader does not need. Slices it returns are the
+// store's own bytes.
+//
+// A slot's words are trusted only if its version was even and did not move
+// while they were read, and its table was still current once the chunk it
+// names was loaded (see findIn). A slot whose hash is not h is passed by
+// without a look at its version: a writer that is making it h is inserting
+// a session that a reader may as well not see yet, and one that is changing
+// a session for h keeps h in the slot meanwhile.
+func (m *MemStore) lookup(h uint64, token string) (data []byte, deadline time.Duration, found bool) {
+restart:
+	t := m.table.Load()
+	for i := t.home(h); len(t.slots) > 0; i = (i + 1) & t.mask {
+		s := &t.slots[i]
+	again:
+		meta := atomic.LoadUint64(&s.meta)
+		switch meta & 0xffff_ffff {
+		case h:
+		case emptyHash:
+			return nil, 0, false
+		default:
+			continue
+		}
+		if meta&(1<<32) != 0 {
+			runtime.Gosched() // a writer is in the middle of the slot: a few stores
+			goto again
+		}
+		at := atomic.LoadUint64(&s.at)
+		deadline = time.Duration(atomic.LoadInt64(&s.deadline))
+		c := m.chunkAt(uint32(at >> 32))
+		if atomic.LoadUint64(&s.meta) != meta {
+			goto again
+		}
+		if m.table.Load() != t {
+			goto restart
+		}
+		if data, ok := c.match(uint16(at>>16), token); ok {
+			return data, deadline, true
 		}
 	}
+	return nil, 0, false
 }
 
 // found is what findIn read of a session: the slot holding it (or -1 for
@@ -230,8 +263,7 @@ func (m *MemStore) findIn(t *table, h uint64, token string) (f found, valid bool
 		if m.table.Load() != t {
 			return found{}, false
 		}
-		stored, data := c.record(at)
-		if string(stored) == token {
+		if data, ok := c.match(at.offset, token); ok {
 			return found{i: int(i), meta: meta, data: data, deadline: deadline}, true
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"hash/maphash"
 	"math"
 	"math/rand/v2"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -26,6 +27,7 @@ type MemStore struct {
 
 	syncInterval time.Duration // see WithSyncInterval; Open's stores only
 	rewriteSlack int64         // see rewriteSlack; smaller in tests
+	lockTimeout  time.Duration // see WithLockTimeout; Open's and OpenReadOnly's stores only
 	log          *durableLog   // records every change on disk; nil but in stores from Open
 
 	tail tail // where records are written; its own lock, taken after mu when both are
@@ -36,6 +38,7 @@ type MemStore struct {
 	_     [cacheLine]byte
 	table atomic.Pointer[table]    // the index: see index.go
 	dir   atomic.Pointer[chunkDir] // the chunks records are in, by id
+	clock *clock                   // a recent reading of the clock, for Find: see clock.go
 	_     [cacheLine]byte
 
 	mu           sync.RWMutex        // writers hold it; walks over the index share it
@@ -87,10 +90,12 @@ func New(cleanupInterval time.Duration, opts ...Option) *MemStore {
 // Otherwise Close returns nil.
 //
 // After Close every method keeps working in memory and Find still hides
-// expired sessions; only the background removal of expired sessions stops,
+// expired sessions, reading the clock at every call (see Find); only the
+// background removal of expired sessions stops,
 // and a store from Open records nothing more: Delete, and Commit under a sync
 // interval of 0, then return an error wrapping ErrNotDurable.
 func (m *MemStore) Close() error {
+	m.clock.stop()
 	if m.janitor != nil {
 		m.janitor.stop()
 		<-m.janitor.exited
@@ -112,6 +117,8 @@ func newStore(opts []Option) *MemStore {
 	}
 	m.table.Store(emptyTable)
 	m.dir.Store(&chunkDir{})
+	m.clock = startClock(m.epoch)
+	runtime.AddCleanup(m, (*clock).stop, m.clock)
 	for _, opt := range opts {
 		if opt != nil { // a nil Option is no option, as in a list built conditionally
 			opt(m)
@@ -140,8 +147,8 @@ func (m *MemStore) startJanitor(cleanupInterval time.Duration) {
 // Find takes no lock: it never waits for a Commit, a Delete, the janitor or
 // a restore.
 func (m *MemStore) Find(token string) (b []byte, found bool, err error) {
-	b, deadline, found := m.find(m.hash(token), token)
-	if !found || deadline <= m.now() {
+	b, deadline, found := m.lookup(m.hash(token), token)
+	if !found || m.clock.passed(deadline) {
 		return nil, false, nil
 	}
 	return b, true, nil
@@ -417,8 +424,8 @@ func (m *MemStore) keeps(h uint64, at location) bool {
 
 // tokenIs reports whether the record at at holds token. m.mu must be held.
 func (m *MemStore) tokenIs(at location, token string) bool {
-	stored, _ := m.chunkAt(at.chunk).record(at)
-	return string(stored) == token
+	_, ok := m.chunkAt(at.chunk).match(at.offset, token)
+	return ok
 }
 
 // removeLocked removes the session in slot i of the current table: Delete,

@@ -6,13 +6,9 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"os"
-	"runtime"
-	"strconv"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -64,90 +60,6 @@ var (
 	_ engine              = (*memstore.MemStore)(nil)
 	_ io.Closer           = (*memstore.MemStore)(nil)
 )
-
-// Generous margins: these tests must not flake on a loaded 2-core machine.
-const (
-	shortLife = 50 * time.Millisecond // a lifetime meant to run out during a test
-	patience  = 10 * time.Second      // how long a poll waits before the test fails
-)
-
-// long makes the tests that measure the store under load run at full size:
-// floods of half a million sessions, twenty-two kills. Without it they run
-// the same checks on a tenth or so of the work, so that the README's test
-// command takes seconds under -race; .ci/run runs both.
-var long = flag.Bool("long", false, "run the load tests at full size (about 4 minutes under -race)")
-
-// TestMain lets four tests run at once for each processor, unless -parallel
-// says otherwise: many of them wait on child processes, disks and the real
-// clock more than they compute. Tests that measure the heap or count
-// goroutines do not call t.Parallel, and so run alone.
-func TestMain(m *testing.M) {
-	flag.Parse()
-	parallelSet := false
-	flag.Visit(func(f *flag.Flag) { parallelSet = parallelSet || f.Name == "test.parallel" })
-	if !parallelSet {
-		flag.Set("test.parallel", strconv.Itoa(4*runtime.GOMAXPROCS(0)))
-	}
-	os.Exit(m.Run())
-}
-
-// sized returns full under -long, and short otherwise.
-func sized[T any](short, full T) T {
-	if *long {
-		return full
-	}
-	return short
-}
-
-// newStore returns a store without a janitor, with opts, closed when the
-// test ends.
-func newStore(t testing.TB, opts ...memstore.Option) *memstore.MemStore {
-	m := memstore.New(0, opts...)
-	t.Cleanup(func() { m.Close() })
-	return m
-}
-
-// eventually polls cond until it holds, failing the test after patience. In
-// a synctest bubble, where the tests that wait for sessions to expire or for
-// the janitor run, it polls on the bubble's fake clock and takes no real
-// time.
-func eventually(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(patience)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: still not %s", patience, what)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
-// mustFind fails the test unless token holds want.
-func mustFind(t testing.TB, m *memstore.MemStore, token string, want []byte) {
-	t.Helper()
-	got, found, err := m.Find(token)
-	if err != nil || !found || !bytes.Equal(got, want) {
-		t.Fatalf("Find(%q) = %q, %v, %v; want %q, true, nil", token, got, found, err, want)
-	}
-}
-
-// mustMiss fails the test unless token is absent.
-func mustMiss(t testing.TB, m *memstore.MemStore, token string) {
-	t.Helper()
-	got, found, err := m.Find(token)
-	if got != nil || found || err != nil {
-		t.Fatalf("Find(%q) = %q, %v, %v; want nil, false, nil", token, got, found, err)
-	}
-}
-
-func mustCommit(t testing.TB, m *memstore.MemStore, token string, b []byte, expiry time.Time) {
-	t.Helper()
-	if err := m.Commit(token, b, expiry); err != nil {
-		t.Fatalf("Commit(%q): %v", token, err)
-	}
-}
-
-func inAnHour() time.Time { return time.Now().Add(time.Hour) }
 
 func TestFindUnknownToken(t *testing.T) {
 	t.Parallel()

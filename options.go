@@ -82,3 +82,19 @@ func WithReusableDeletedTokens() Option {
 
 // defaultSyncInterval is Redis's appendfsync everysec.
 const defaultSyncInterval = time.Second
+
+// WithLockTimeout sets how long Open and OpenReadOnly wait for the lock on
+// their directory while another store holds it, before they fail with an
+// error wrapping ErrLocked. The default is one second, as a store just
+// closed can keep its lock for a moment: a child process forked by any
+// goroutine of the process (os/exec does so) holds a copy of the lock's
+// file until it execs, which takes longer on a loaded machine. A d of 0 or
+// less fails at once. The wait polls, so it ends a few milliseconds after
+// the lock is released. New accepts it and ignores it.
+func WithLockTimeout(d time.Duration) Option {
+	return func(m *MemStore) { m.lockTimeout = max(d, 0) }
+}
+
+// defaultLockTimeout is long enough for a forked child to exec, and short
+// enough that a store really held is reported promptly.
+const defaultLockTimeout = time.Second

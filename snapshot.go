@@ -271,7 +271,13 @@ func decode(d *snapReader, visit func(decoded)) error {
 		return err
 	}
 	for i := uint64(0); i < d.count; i++ {
+		at := d.at()
 		e, held, err := d.entry()
+		if bad, ok := err.(*badInput); ok {
+			// The entry's start, where a cut would keep those before it.
+			bad.off, bad.detail = at, fmt.Sprintf("%s (entry %d of %d)", bad.detail, i+1, d.count)
+			return bad
+		}
 		if err != nil {
 			return fmt.Errorf("%w (entry %d of %d)", err, i+1, d.count)
 		}
@@ -299,6 +305,14 @@ type snapReader struct {
 // not held.
 func (m *MemStore) snapReader(r io.Reader, size int64) *snapReader {
 	return &snapReader{s: newStream(r, size), holdable: func(size int) bool { return m.checkSize(size) == nil }}
+}
+
+// at returns the offset in the input of the next byte not consumed.
+func (d *snapReader) at() int64 { return d.s.read - int64(d.s.avail()) }
+
+// bad returns the error of an input found bad at off, detail saying how.
+func bad(off int64, detail string, args ...any) error {
+	return &badInput{off: off, detail: fmt.Sprintf(detail, args...)}
 }
 
 // startLen is the length of what begins every snapshot: the magic number and
@@ -335,7 +349,7 @@ func (d *snapReader) header() error {
 	}
 	d.count = binary.BigEndian.Uint64(b)
 	if left := d.s.remaining(); left >= 0 && d.count > uint64(max(left-checksumLen, 0))/minEntryLen {
-		return fmt.Errorf("%w: impossible entry count %d: only %d bytes left", ErrBadSnapshot, d.count, left)
+		return bad(d.at()-8, "impossible entry count %d: only %d bytes left", d.count, left)
 	}
 	return nil
 }
@@ -345,10 +359,10 @@ func (d *snapReader) header() error {
 // package reads.
 func checkStart(b []byte) error {
 	if got := b[:min(len(b), len(magic))]; string(got) != magic[:len(got)] {
-		return fmt.Errorf("%w: not a memstore snapshot (starts %q)", ErrBadSnapshot, got)
+		return bad(0, "not a memstore snapshot (starts %q)", got)
 	}
 	if len(b) > len(magic) && (b[len(magic)] < firstVersion || b[len(magic)] > version) {
-		return fmt.Errorf("%w: unknown version %d (this package reads versions %d to %d)", ErrBadSnapshot, b[len(magic)], firstVersion, version)
+		return bad(int64(len(magic)), "unknown version %d (this package reads versions %d to %d)", b[len(magic)], firstVersion, version)
 	}
 	return nil
 }
@@ -425,10 +439,10 @@ func (d *snapReader) length(size int, n uint64, off int, what string) error {
 	case size == 0:
 		return d.short(what + " length")
 	case size < 0:
-		return fmt.Errorf("%w: impossible %s length: over 64 bits", ErrBadSnapshot, what)
+		return bad(d.at()+int64(off), "impossible %s length: over 64 bits", what)
 	}
 	if left := d.s.remaining() - int64(off+size); left >= 0 && n > uint64(left) {
-		return fmt.Errorf("%w: impossible %s length %d: only %d bytes left", ErrBadSnapshot, what, n, left)
+		return bad(d.at()+int64(off), "impossible %s length %d: only %d bytes left", what, n, left)
 	}
 	return nil
 }
@@ -439,26 +453,26 @@ func (d *snapReader) short(what string) error {
 	if err := d.s.err; err != nil && err != io.EOF {
 		return fmt.Errorf("memstore: reading snapshot: %w", err)
 	}
-	return fmt.Errorf("%w: truncated in the %s", ErrBadSnapshot, what)
+	return bad(d.s.read, "truncated in the %s", what) // where the input ends
 }
 
 // trailer checks that what is left is exactly the checksum of the bytes
 // before it.
 func (d *snapReader) trailer() error {
-	got := d.s.checksum()
+	got, at := d.s.checksum(), d.at()
 	stored, ok := d.s.take(checksumLen)
 	if !ok {
 		return d.short("checksum")
 	}
 	want := binary.BigEndian.Uint32(stored)
 	if d.s.fill(1) {
-		return fmt.Errorf("%w: unexpected bytes after the checksum", ErrBadSnapshot)
+		return bad(d.at(), "unexpected bytes after the checksum")
 	}
 	if err := d.s.err; err != io.EOF {
 		return fmt.Errorf("memstore: reading snapshot: %w", err)
 	}
 	if got != want {
-		return fmt.Errorf("%w: checksum mismatch: computed %08x, stored %08x", ErrBadSnapshot, got, want)
+		return bad(at, "checksum mismatch: computed %08x, stored %08x", got, want)
 	}
 	return nil
 }

@@ -2,7 +2,11 @@
 
 package memstore
 
-import "time"
+import (
+	"encoding/json"
+	"errors"
+	"time"
+)
 
 // counters are the figures Stats reports beyond the index and its sizes.
 // They are guarded by MemStore.mu, and only grow.
@@ -16,7 +20,12 @@ type counters struct {
 }
 
 // Stats is a store's figures at one moment, for monitoring. The counters
-// count from New and keep their values after Close.
+// count from New and keep their values after Close. A Stats is a value: it
+// shares nothing with the store, and is safe to read from any goroutine.
+//
+// It encodes to JSON, as expvar and most metrics exporters do, with
+// LastDiskError as its text, or null if none (see MarshalJSON), and the
+// other fields as encoding/json writes them.
 type Stats struct {
 	Sessions             int           // sessions held, as Len: expired ones not yet removed included
 	Bytes                int64         // the memory held, chunks and index: see WithMaxBytes
@@ -67,4 +76,46 @@ func (m *MemStore) Stats() Stats {
 		m.log.addStats(&st)
 	}
 	return st
+}
+
+// statsFields is Stats without its methods, so that MarshalJSON and
+// UnmarshalJSON can hand the other fields to encoding/json.
+type statsFields Stats
+
+// statsJSON is Stats as JSON holds it: LastDiskError as its text, shadowing
+// the embedded field, which encoding/json would write as {} since an error's
+// fields are unexported.
+type statsJSON struct {
+	statsFields
+	LastDiskError *string
+}
+
+// MarshalJSON encodes st as encoding/json would, but for LastDiskError,
+// which it writes as the error's text, or null if there is none: the error
+// value itself would encode as {} and lose the file name and the system's
+// words that an operator needs. It does not modify st.
+func (st Stats) MarshalJSON() ([]byte, error) {
+	v := statsJSON{statsFields: statsFields(st)}
+	if st.LastDiskError != nil {
+		text := st.LastDiskError.Error()
+		v.LastDiskError = &text
+	}
+	return json.Marshal(v)
+}
+
+// UnmarshalJSON decodes what MarshalJSON encodes, so that a scraper can read
+// a published Stats back into one. LastDiskError comes back as an error with
+// the same text, nil for null: the error's type, and what errors.Is and
+// errors.As would find in it, do not survive the text.
+func (st *Stats) UnmarshalJSON(b []byte) error {
+	var v statsJSON
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	*st = Stats(v.statsFields)
+	st.LastDiskError = nil
+	if v.LastDiskError != nil {
+		st.LastDiskError = errors.New(*v.LastDiskError)
+	}
+	return nil
 }

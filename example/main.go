@@ -20,7 +20,13 @@
 //
 // With -snapshot it first restores FILE. A missing FILE is created, empty; one
 // that cannot be restored makes it refuse to start, with exit status 1, unless
-// -snapshot-ignore-bad is given.
+// -snapshot-ignore-bad is given. A FILE that is not a regular file (a
+// directory, a link), or that the shutdown could not replace, makes it refuse
+// to start whatever the flags: the shutdown would lose every session.
+//
+// A -max-bytes cap smaller than the one session /put writes needs is refused
+// with exit status 2: every /put would fail. The error gives the smallest cap
+// that holds it.
 //
 // With -dir it opens the store with memstore.Open, which restores what DIR
 // holds and then records every change there: a session is on disk within a
@@ -44,7 +50,10 @@
 //	go run . -dir /tmp/sessions
 //
 // /debug/vars serves the expvar variables, among them the store's Stats
-// under the name "memstore" (the last disk error as its text).
+// under the name "memstore" (the last disk error as its text, null if none).
+//
+// A request whose session the store fails to load or save gets a 500 that
+// says so, and the error goes to the log.
 //
 // It is a module of its own, requiring scs and memstore only, so that
 // running it fetches scs and nothing else and builds with the Go version
@@ -62,8 +71,11 @@ import (
 	"log"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -105,6 +117,8 @@ func parseFlags(name string, args []string, output io.Writer) (config, error) {
 	switch {
 	case flags.NArg() > 0:
 		err = fmt.Errorf("unexpected argument %q", flags.Arg(0))
+	case checkAddr(cfg.addr) != nil:
+		err = fmt.Errorf("-addr %s: %w", cfg.addr, checkAddr(cfg.addr))
 	case cfg.cleanup < 0:
 		err = fmt.Errorf("-cleanup %v: must not be negative", cfg.cleanup)
 	case cfg.maxBytes < 0:
@@ -113,6 +127,8 @@ func parseFlags(name string, args []string, output io.Writer) (config, error) {
 		err = errors.New("-dir and -snapshot: give one or the other; -dir keeps the sessions across a crash as well as a restart")
 	case cfg.snapshotIgnoreBad && cfg.snapshot == "":
 		err = errors.New("-snapshot-ignore-bad: there is no -snapshot file to ignore")
+	case cfg.maxBytes > 0:
+		err = checkMaxBytes(cfg.maxBytes)
 	}
 	if err != nil {
 		fmt.Fprintln(output, err)
@@ -120,6 +136,87 @@ func parseFlags(name string, args []string, output io.Writer) (config, error) {
 		return config{}, err
 	}
 	return cfg, nil
+}
+
+// checkAddr returns what is wrong with addr as an address to listen on,
+// which net.Listen would say only once the store is restored.
+func checkAddr(addr string) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("not host:port (%w); \":4000\" listens on port 4000 of every interface", err)
+	}
+	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+		if _, err := net.LookupPort("tcp", port); err != nil {
+			return errors.New("invalid port: give a number from 0 to 65535, 0 for any free port")
+		}
+	}
+	return nil
+}
+
+// checkMaxBytes refuses a cap too small for the session /put writes: the
+// store would refuse every such Commit, so that no user could ever log in.
+func checkMaxBytes(maxBytes int64) error {
+	least, err := smallestCap()
+	if err != nil {
+		return fmt.Errorf("-max-bytes %d: cannot tell the smallest cap that holds a session: %w", maxBytes, err)
+	}
+	if maxBytes < least {
+		return fmt.Errorf("-max-bytes %d: too small for the one session /put writes, which needs a cap of at least %d bytes; give at least that, or 0 for no cap", maxBytes, least)
+	}
+	return nil
+}
+
+// smallestCap returns the smallest byte cap under which a store holds the
+// session that /put writes, measured rather than computed: it serves a
+// /put, as a browser without a session would send it, with a store with no
+// cap, then commits the token and data that scs handed that store to
+// stores of ever smaller caps. Measured, it stays true whatever scs's
+// encoding and the store's accounting become.
+func smallestCap() (int64, error) {
+	token, data, err := putSession()
+	if err != nil {
+		return 0, err
+	}
+	holds := func(maxBytes int64) bool {
+		store := memstore.New(0, memstore.WithMaxBytes(maxBytes))
+		defer store.Close()
+		return store.Commit(token, data, time.Now().Add(time.Hour)) == nil
+	}
+	lo, hi := int64(0), int64(1) // lo does not hold it, hi does once found
+	for !holds(hi) {
+		if hi >= 1<<40 {
+			return 0, fmt.Errorf("no cap up to %d bytes holds a session of %d bytes", hi, len(token)+len(data))
+		}
+		lo, hi = hi, 2*hi
+	}
+	for hi-lo > 1 {
+		if mid := lo + (hi-lo)/2; holds(mid) {
+			hi = mid
+		} else {
+			lo = mid
+		}
+	}
+	return hi, nil
+}
+
+// putSession serves a /put in memory and returns the token and the data
+// that scs committed to the store for it.
+func putSession() (token string, data []byte, err error) {
+	store := memstore.New(0)
+	defer store.Close()
+	sm := newSessionManager(store, log.New(io.Discard, "", 0))
+	w := httptest.NewRecorder()
+	routes(sm).ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/put", nil))
+	for _, c := range w.Result().Cookies() {
+		if c.Name == sm.Cookie.Name {
+			token = c.Value
+		}
+	}
+	data, found, err := store.Find(token)
+	if err != nil || !found {
+		return "", nil, fmt.Errorf("/put answered %d and left no session in the store (%v)", w.Code, err)
+	}
+	return token, data, nil
 }
 
 // main parses the flags, opens the store, then runs the server until SIGINT
@@ -146,8 +243,8 @@ func main() {
 		os.Exit(1)
 	}
 	// Published here, once per process: expvar.Publish panics if a name is
-	// published twice.
-	expvar.Publish("memstore", expvar.Func(func() any { return published(store.Stats()) }))
+	// published twice. Stats encodes its last disk error as its text.
+	expvar.Publish("memstore", expvar.Func(func() any { return store.Stats() }))
 
 	if err := run(ctx, cfg, store, logger); err != nil {
 		logger.Print(err)
@@ -165,9 +262,10 @@ func main() {
 // A file that is there but cannot be restored is an error unless
 // -snapshot-ignore-bad is set: starting without it would silently log every
 // user out, and the next shutdown would overwrite it. A missing file only
-// means that nothing was saved yet; an empty snapshot is then written at once,
-// so that a path that cannot be written fails now rather than at shutdown,
-// when the sessions would be lost.
+// means that nothing was saved yet; an empty snapshot is then written at once.
+// Whichever it is, a path that the shutdown could not save to is an error
+// now rather than at shutdown, when the sessions would be lost: see
+// checkSnapshotPath.
 func openStore(cfg config, logger *log.Logger) (*memstore.MemStore, error) {
 	capped := memstore.WithMaxBytes(cfg.maxBytes)
 	if cfg.dir != "" {
@@ -182,6 +280,10 @@ func openStore(cfg config, logger *log.Logger) (*memstore.MemStore, error) {
 	if cfg.snapshot == "" {
 		return store, nil
 	}
+	if err := checkSnapshotPath(cfg.snapshot); err != nil {
+		store.Close()
+		return nil, fmt.Errorf("refusing to start: -snapshot %s: %w", cfg.snapshot, err)
+	}
 	err := store.ReadFile(cfg.snapshot) // its errors name the file
 	switch {
 	case err == nil:
@@ -189,7 +291,7 @@ func openStore(cfg config, logger *log.Logger) (*memstore.MemStore, error) {
 	case errors.Is(err, fs.ErrNotExist):
 		if err := store.WriteFile(cfg.snapshot); err != nil {
 			store.Close()
-			return nil, fmt.Errorf("refusing to start: cannot write the -snapshot file %s: %w", cfg.snapshot, err)
+			return nil, fmt.Errorf("refusing to start: -snapshot %s: cannot write the file: %w", cfg.snapshot, err)
 		}
 		logger.Printf("no sessions to restore: nothing saved in %s yet", cfg.snapshot)
 	case cfg.snapshotIgnoreBad:
@@ -199,6 +301,48 @@ func openStore(cfg config, logger *log.Logger) (*memstore.MemStore, error) {
 		return nil, fmt.Errorf("refusing to start: restoring the sessions: %w; move the file away, or pass -snapshot-ignore-bad to start with no sessions", err)
 	}
 	return store, nil
+}
+
+// checkSnapshotPath returns what would make the shutdown's WriteFile to
+// name fail, where name exists: that it is not a regular file (WriteFile
+// cannot rename a file over a directory, and would replace a link rather
+// than the file it points to), or that its directory does not take the
+// temporary file WriteFile writes first. A missing name is left to the
+// caller, which writes it.
+func checkSnapshotPath(name string) error {
+	info, err := os.Lstat(name)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil
+	case err != nil:
+		return err
+	case info.IsDir():
+		return errors.New("is a directory, which the shutdown could not replace with the sessions: give the path of a file")
+	case info.Mode()&fs.ModeSymlink != 0:
+		return errors.New("is a symbolic link, which the shutdown would replace with a file: give the path of the file it points to")
+	case !info.Mode().IsRegular():
+		return fmt.Errorf("is not a regular file (mode %v), which the shutdown could not replace with the sessions: give the path of a file", info.Mode())
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(name), filepath.Base(name)+".*.tmp")
+	if err != nil {
+		return fmt.Errorf("the shutdown could not save the sessions beside it: %w", err)
+	}
+	tmp.Close()
+	return os.Remove(tmp.Name())
+}
+
+// newSessionManager returns the session manager of the application, keeping
+// its sessions in store. Its ErrorFunc logs to logger why a session could
+// not be loaded or saved, and tells the browser so, where scs's default
+// would log to the standard logger.
+func newSessionManager(store *memstore.MemStore, logger *log.Logger) *scs.SessionManager {
+	sm := scs.New()
+	sm.Store = store
+	sm.ErrorFunc = func(w http.ResponseWriter, r *http.Request, err error) {
+		logger.Printf("%s %s: the session store failed: %v", r.Method, r.URL.Path, err)
+		http.Error(w, "500 Internal Server Error: the session could not be loaded or saved", http.StatusInternalServerError)
+	}
+	return sm
 }
 
 // routes returns the application: /put, /get and /logout, wrapped in
@@ -252,15 +396,12 @@ func run(ctx context.Context, cfg config, store *memstore.MemStore, logger *log.
 	// change on disk. Its error, there, is less news than theirs.
 	defer store.Close()
 
-	sessionManager := scs.New()
-	sessionManager.Store = store
-
 	ln, err := net.Listen("tcp", cfg.addr)
 	if err != nil {
-		return err
+		return fmt.Errorf("-addr %s: %w", cfg.addr, err)
 	}
 	srv := &http.Server{
-		Handler:           routes(sessionManager),
+		Handler:           routes(newSessionManager(store, logger)),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          logger,
 	}
@@ -300,21 +441,4 @@ func run(ctx context.Context, cfg config, store *memstore.MemStore, logger *log.
 	}
 	logger.Print("stopped")
 	return nil
-}
-
-// statsVar is a store's Stats as /debug/vars shows them: the last disk error
-// as its text, "" for none, where encoding/json would show an error value
-// as {}.
-type statsVar struct {
-	memstore.Stats
-	LastDiskError string
-}
-
-// published returns st as /debug/vars shows it.
-func published(st memstore.Stats) statsVar {
-	v := statsVar{Stats: st}
-	if st.LastDiskError != nil {
-		v.LastDiskError = st.LastDiskError.Error()
-	}
-	return v
 }

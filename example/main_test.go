@@ -10,6 +10,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
@@ -18,6 +19,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -65,6 +67,9 @@ func TestParseFlags(t *testing.T) {
 	}
 
 	for _, args := range [][]string{
+		{"-addr", ":99999"},
+		{"-addr", "localhost"},
+		{"-max-bytes", "100"}, // no session fits: see TestMaxBytesTooSmall
 		{"-cleanup", "often"},
 		{"-cleanup", "-1s"},
 		{"-max-bytes", "-1"},
@@ -84,6 +89,86 @@ func TestParseFlags(t *testing.T) {
 	}
 	if _, err := parseFlags("example", []string{"-h"}, io.Discard); !errors.Is(err, flag.ErrHelp) {
 		t.Errorf("-h gave %v, want flag.ErrHelp", err)
+	}
+
+	// An error names the flag and its value first, so that the user sees
+	// at once which to change.
+	for _, tc := range []struct {
+		args   []string
+		prefix string
+	}{
+		{[]string{"-addr", ":99999"}, "-addr :99999: invalid port"},
+		{[]string{"-addr", "localhost"}, "-addr localhost: not host:port"},
+		{[]string{"-max-bytes", "100"}, "-max-bytes 100: too small"},
+		{[]string{"-cleanup", "-1s"}, "-cleanup -1s: "},
+	} {
+		var out strings.Builder
+		if _, err := parseFlags("example", tc.args, &out); err == nil || !strings.HasPrefix(err.Error(), tc.prefix) {
+			t.Errorf("parseFlags(%q) gave %v; want an error beginning %q", tc.args, err, tc.prefix)
+		} else if !strings.HasPrefix(out.String(), tc.prefix) {
+			t.Errorf("parseFlags(%q) told the user %q; want it to begin %q", tc.args, out.String(), tc.prefix)
+		}
+	}
+	for _, addr := range []string{":0", "127.0.0.1:4000", "[::1]:http"} {
+		if _, err := parseFlags("example", []string{"-addr", addr}, io.Discard); err != nil {
+			t.Errorf("-addr %s refused: %v", addr, err)
+		}
+	}
+}
+
+// TestMaxBytesTooSmall: the server refuses, with exit status 2, a cap that
+// the session /put writes does not fit under, and names the smallest cap
+// that it fits under; started with that cap it serves /put and /get. So
+// the figure is that of what the server really writes, neither too large
+// (the server would refuse a cap that works) nor too small.
+func TestMaxBytesTooSmall(t *testing.T) {
+	t.Parallel()
+	bin := exampleBinary(t)
+	p := launchExample(t, bin, "-addr", "127.0.0.1:0", "-max-bytes", "100")
+	p.wait(t)
+	log := p.log()
+	if code := p.cmd.ProcessState.ExitCode(); code != 2 {
+		t.Fatalf("-max-bytes 100 exited with status %d, want 2; log:\n%s", code, log)
+	}
+	_, after, ok := strings.Cut(log, "at least ")
+	least, err := strconv.ParseInt(strings.Fields(after + " ")[0], 10, 64)
+	if !ok || err != nil || !strings.HasPrefix(log, "-max-bytes 100: ") {
+		t.Fatalf("the refusal names no smallest cap; log:\n%s", log)
+	}
+
+	if _, err := parseFlags("example", []string{"-max-bytes", fmt.Sprint(least - 1)}, io.Discard); err == nil {
+		t.Fatalf("-max-bytes %d, one less than the smallest cap, accepted", least-1)
+	}
+	p = startExample(t, bin, "-addr", "127.0.0.1:0", "-max-bytes", fmt.Sprint(least))
+	browser := newBrowser()
+	fetch(t, browser, p.url("/put"))
+	if got := fetch(t, browser, p.url("/get")); got != "Hello world!" {
+		t.Fatalf("under -max-bytes %d, /get wrote %q, want %q; log:\n%s", least, got, "Hello world!", p.log())
+	}
+	p.stop(t, syscall.SIGTERM)
+}
+
+// TestStoreFailureAnswers: a request whose session the store refuses gets a
+// 500 whose body says what failed, and the store's error is in the log.
+func TestStoreFailureAnswers(t *testing.T) {
+	t.Parallel()
+	store := memstore.New(0, memstore.WithMaxBytes(100)) // no session fits
+	defer store.Close()
+	var logged strings.Builder
+	srv := httptest.NewServer(routes(newSessionManager(store, log.New(&logged, "", 0))))
+	defer srv.Close()
+
+	resp, err := newBrowser().Get(srv.URL + "/put")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusInternalServerError || !strings.Contains(string(body), "session could not be") {
+		t.Fatalf("/put answered %s %q; want 500 saying the session could not be saved", resp.Status, body)
+	}
+	if !strings.Contains(logged.String(), "GET /put") || !strings.Contains(logged.String(), memstore.ErrTooLarge.Error()) {
+		t.Fatalf("the log does not show the store's error for GET /put: %q", logged.String())
 	}
 }
 
@@ -340,6 +425,32 @@ func TestProcessBadSnapshot(t *testing.T) {
 		})
 	}
 
+	// -snapshot-ignore-bad ignores what the file holds, never a path the
+	// shutdown could not save the sessions to.
+	for _, tc := range []struct {
+		name  string
+		setUp func(snap string) error
+	}{
+		{"a directory, ignored", func(snap string) error { return os.Mkdir(snap, 0o700) }},
+		{"a link, ignored", func(snap string) error { return os.Symlink(goodFile, snap) }},
+		{"in a missing directory, ignored", func(snap string) error { return os.Remove(filepath.Dir(snap)) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			snap := filepath.Join(t.TempDir(), "sub", "sessions.snap")
+			if err := os.Mkdir(filepath.Dir(snap), 0o700); err != nil {
+				t.Fatal(err)
+			}
+			if err := tc.setUp(snap); err != nil {
+				t.Fatal(err)
+			}
+			refuseToStart(t, bin, "-snapshot "+snap, "-addr", "127.0.0.1:0", "-snapshot", snap, "-snapshot-ignore-bad")
+			if left, _ := filepath.Glob(snap + ".*.tmp"); len(left) > 0 {
+				t.Fatalf("the check of the path left %s behind", left)
+			}
+		})
+	}
+
 	t.Run("ignored", func(t *testing.T) {
 		t.Parallel()
 		snap := filepath.Join(t.TempDir(), "sessions.snap")
@@ -370,7 +481,7 @@ func TestProcessBadSnapshot(t *testing.T) {
 
 // refuseToStart starts bin with args and fails t unless it exits with a
 // non-zero status, without listening, saying that it refuses to start
-// because of path.
+// because of path (or whatever else the log must say).
 func refuseToStart(t *testing.T, bin, path string, args ...string) {
 	t.Helper()
 	p := launchExample(t, bin, args...)
@@ -665,10 +776,10 @@ func TestProcessExpvar(t *testing.T) {
 }
 
 // scrape GETs the expvar page at url and returns its memstore variable.
-func scrape(t *testing.T, url string) statsVar {
+func scrape(t *testing.T, url string) memstore.Stats {
 	t.Helper()
 	var vars struct {
-		Memstore *statsVar `json:"memstore"`
+		Memstore *memstore.Stats `json:"memstore"`
 	}
 	if err := json.Unmarshal([]byte(fetch(t, newBrowser(), url)), &vars); err != nil {
 		t.Fatalf("%s: %v", url, err)
@@ -853,29 +964,5 @@ func (p *process) stop(t *testing.T, sig os.Signal) {
 	p.wait(t)
 	if code := p.cmd.ProcessState.ExitCode(); code != 0 {
 		t.Fatalf("exited with status %d after %v, want 0; log:\n%s", code, sig, p.log())
-	}
-}
-
-// TestPublishedStatsShowTheDiskError checks that /debug/vars shows the last
-// disk error as its text and when it happened, which an operator reads to
-// learn why Stats.DiskErrors grows.
-func TestPublishedStatsShowTheDiskError(t *testing.T) {
-	t.Parallel()
-	at := time.Date(2026, 12, 5, 9, 30, 0, 0, time.UTC)
-	st := memstore.Stats{DiskErrors: 1, LastDiskError: errors.New("write log.0000000000000002: no space left on device"), LastDiskErrorAt: at}
-	b, err := json.Marshal(published(st))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var got map[string]any
-	if err := json.Unmarshal(b, &got); err != nil {
-		t.Fatal(err)
-	}
-	if got["LastDiskError"] != st.LastDiskError.Error() || got["LastDiskErrorAt"] != at.Format(time.RFC3339Nano) || got["DiskErrors"] != 1.0 {
-		t.Fatalf("published %s; want the error's text, its time and the count", b)
-	}
-	b, _ = json.Marshal(published(memstore.Stats{}))
-	if !strings.Contains(string(b), `"LastDiskError":""`) {
-		t.Fatalf("published %s for no error; want LastDiskError \"\"", b)
 	}
 }

@@ -5,11 +5,14 @@ package integration
 import (
 	"crypto/rand"
 	"encoding/base64"
+	"flag"
 	"fmt"
 	"io"
+	mrand "math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -148,8 +151,8 @@ func heapPerSession(b *testing.B, c storeKind, values map[string]any, n int) flo
 
 // BenchmarkLoadAndSave: what a user's browser sees, one request that puts a
 // value in the session and one that gets it back, through scs's LoadAndSave
-// middleware with the store behind it (ServeHTTP, no network), cycling
-// through 10,000 returning users.
+// middleware with the store behind it (ServeHTTP, no network), for 10,000
+// returning users drawn at random, each token parsed from its cookie.
 func BenchmarkLoadAndSave(b *testing.B) {
 	const users = 10_000
 	benchStores(b, func(b *testing.B, s store) {
@@ -182,53 +185,81 @@ func BenchmarkLoadAndSave(b *testing.B) {
 		if got := serve("/get", cookies[0]).Body.String(); got != "Hello world!" {
 			b.Fatalf("/get served %q", got)
 		}
+		order := make([]int, 1<<16) // returning users come in no order
+		for i := range order {
+			order[i] = mrand.IntN(users)
+		}
 		b.ReportAllocs()
 		for i := 0; b.Loop(); i++ {
-			c := cookies[i%users]
+			c := cookies[order[i%len(order)]]
 			serve("/put", c)
 			serve("/get", c)
 		}
 	})
 }
 
+// sweepWindow is how long BenchmarkSweepFindWait measures Finds for in
+// every store: the same window for each, so that their longest waits, whose
+// share of the machine's own noise grows with the window, compare.
+var sweepWindow = flag.Duration("sweep-window", 5*time.Second,
+	"how long BenchmarkSweepFindWait measures Finds in every store, sweeping and idle; a sweep that runs longer lengthens its store's window")
+
 // BenchmarkSweepFindWait measures how long Finds wait while each store's own
 // janitor sweeps 1,000,000 sessions of which half expire shortly after the
 // store is full, and how long they wait in the same store, as full, with no
-// janitor. Metrics, in microseconds: max-µs-sweep and p99.99-µs-sweep, from
-// when the store is full until its janitor has removed the expired half;
-// max-µs-idle and p99.99-µs-idle over as long a time with no janitor; their
-// ratios; window-s, the length of that time in seconds; and Mfinds-sweep,
-// the millions of Finds measured in it.
+// janitor: the floor that the machine, the scheduler and the collector set.
+// Both are measured over the same window, -sweep-window from when the
+// store is full (longer where a sweep is not done by then), for every
+// store, with fresh token strings drawn at random among the sessions that
+// stay. Metrics, in microseconds: max-µs-sweep and p99.99-µs-sweep, with
+// the janitor; max-µs-idle and p99.99-µs-idle, without; their ratios;
+// window-s, the window in seconds; sweep-s, how long the sweep took; and
+// Mfinds-sweep, the millions of Finds measured with the janitor.
 func BenchmarkSweepFindWait(b *testing.B) {
 	const n = 1_000_000
 	const cleanup = 100 * time.Millisecond // every store's janitor interval
 	toks := tokens(n)
-	probe := toks[:1000] // what the Finds ask for: sessions that stay
+	probe := freshTokens(toks[:1000]) // what the Finds ask for: sessions that stay
 	for _, c := range inProcessStores() {
 		b.Run("store="+c.name, func(b *testing.B) {
 			if c.removesWithoutJanitor != "" {
 				b.Skipf("no store without a janitor to compare with: %s", c.removesWithoutJanitor)
 			}
 			for range b.N {
-				sweeping, window := sweepWaits(b, c, toks, probe, cleanup)
+				sweeping, window, swept := sweepWaits(b, c, toks, probe, cleanup, *sweepWindow)
 				idle := idleWaits(b, c, toks, probe, window)
 				sweeping.Report(b, "sweep")
 				idle.Report(b, "idle")
 				b.ReportMetric(float64(sweeping.Longest)/float64(idle.Longest), "max-ratio")
 				b.ReportMetric(float64(sweeping.P9999)/float64(idle.P9999), "p99.99-ratio")
 				b.ReportMetric(window.Seconds(), "window-s")
+				b.ReportMetric(swept.Seconds(), "sweep-s")
 				b.ReportMetric(float64(sweeping.Calls)/1e6, "Mfinds-sweep")
 			}
 		})
 	}
 }
 
+// freshTokens returns copies of tokens of toks drawn at random, at least
+// 65,536 and as many as toks holds, each a string of its own as a request
+// parses from its cookie, in the order a workload takes them: handed back
+// the very string it holds, a Go map compares keys by pointer and never
+// reads their bytes.
+func freshTokens(toks []string) []string {
+	probe := make([]string, max(len(toks), 1<<16))
+	for i := range probe {
+		probe[i] = strings.Clone(toks[mrand.IntN(len(toks))])
+	}
+	return probe
+}
+
 // sweepWaits measures Finds of probe in a full store of kind c with a janitor
 // every cleanup, from when it is full until the janitor has removed the
-// expired half, and returns what they waited and how long that took. It
+// expired half and at least window has passed, and returns what they
+// waited, how long they were measured and how long the sweep took. It
 // returns once the store's janitor has stopped, so that it cannot disturb
 // what is measured next.
-func sweepWaits(b *testing.B, c storeKind, toks, probe []string, cleanup time.Duration) (waits findwaits.Waits, window time.Duration) {
+func sweepWaits(b *testing.B, c storeKind, toks, probe []string, cleanup, window time.Duration) (waits findwaits.Waits, measured, swept time.Duration) {
 	goroutines := runtime.NumGoroutine()
 	func() {
 		s, held, closeStore, _ := fullStore(b, c, cleanup, toks)
@@ -238,11 +269,13 @@ func sweepWaits(b *testing.B, c storeKind, toks, probe []string, cleanup time.Du
 			for held() > len(toks)/2 {
 				time.Sleep(time.Millisecond)
 			}
+			swept = time.Since(start)
+			time.Sleep(time.Until(start.Add(window)))
 		})
-		window = time.Since(start)
+		measured = time.Since(start)
 	}()
 	awaitDropped(b, c, goroutines)
-	return waits, window
+	return waits, measured, swept
 }
 
 // awaitDropped returns once a store of kind c, closed and dropped, is gone:

@@ -123,7 +123,22 @@ func TestCopyToRedis(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	checkCopied(t, want, held, func(token string) ([]byte, time.Time, bool, error) {
+	checkCopied(t, want, held, redisSession(conn))
+	for _, token := range gone {
+		if n, err := redis.Int(conn.Do("EXISTS", redisKeyPrefix+token)); err != nil || n != 0 {
+			t.Errorf("EXISTS %s = %d, %v: an expired session was copied", token, n, err)
+		}
+	}
+	// The test leaves an empty server, as the others do: see redisInMemory.
+	if _, err := conn.Do("FLUSHDB"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// redisSession returns what reads a session from Redis over conn, under
+// redisstore's key prefix: its data, and its expiry from its TTL.
+func redisSession(conn redis.Conn) func(token string) ([]byte, time.Time, bool, error) {
+	return func(token string) ([]byte, time.Time, bool, error) {
 		data, err := redis.Bytes(conn.Do("GET", redisKeyPrefix+token))
 		if errors.Is(err, redis.ErrNil) {
 			return nil, time.Time{}, false, nil
@@ -133,15 +148,6 @@ func TestCopyToRedis(t *testing.T) {
 		}
 		ttl, err := redis.Int64(conn.Do("PTTL", redisKeyPrefix+token))
 		return data, time.Now().Add(time.Duration(ttl) * time.Millisecond), true, err
-	})
-	for _, token := range gone {
-		if n, err := redis.Int(conn.Do("EXISTS", redisKeyPrefix+token)); err != nil || n != 0 {
-			t.Errorf("EXISTS %s = %d, %v: an expired session was copied", token, n, err)
-		}
-	}
-	// The test leaves an empty server, as the others do: see redisInMemory.
-	if _, err := conn.Do("FLUSHDB"); err != nil {
-		t.Fatal(err)
 	}
 }
 

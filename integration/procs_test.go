@@ -10,7 +10,8 @@ import (
 )
 
 // BenchmarkProcs is the GOMAXPROCS sweep: parallel-mixed-90-10 and Finds
-// alone, from GOMAXPROCS goroutines, over sessions drawn at random, for the
+// alone, from GOMAXPROCS goroutines, over sessions drawn at random, each
+// token a fresh string as parsed from a cookie (storetest.Parallel), for the
 // stores that live in this process's memory, holding 10,000 sessions and,
 // with -max-sessions 1000000, a million, as sub-benchmarks named
 // store=NAME/n=SESSIONS/WORKLOAD. go test's -cpu sets the procs:

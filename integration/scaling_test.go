@@ -25,11 +25,10 @@ import (
 // store=NAME/n=SESSIONS. Sizes above 10,000 run only when asked for, with
 // -max-sessions, so that CI's one-shot run of every benchmark stays quick;
 // a size the machine has not the memory for is skipped with a message. The
-// full run, whose output cmd/charts turns into the charts of
-// docs/performance.md and the table of docs/scaling.md, takes about a
-// quarter of an hour on two cores:
+// run that docs/scaling.md gives, six rounds up to 1,000,000 sessions,
+// whose output cmd/charts turns into charts and a table:
 //
-//	go test -run '^$' -bench 'GCTax|Scaling' -benchtime 1x -count 1 -timeout 0 . -max-sessions 10000000
+//	go test -run '^$' -bench 'GCTax|Scaling' -benchtime 1x -count 6 -timeout 0 . -max-sessions 1000000 > ../docs/results/scaling.txt
 
 // maxSessions is the largest number of sessions the scaling benchmarks hold.
 var maxSessions = flag.Int("max-sessions", 10_000,
@@ -119,7 +118,8 @@ func fillSessions(b *testing.B, s store, from, to int, expiry time.Time) {
 //   - sweep-ms: how long after half the sessions expired the store's janitor
 //     had removed them (see measureSweep).
 //   - max-µs-sweep, p99.99-µs-sweep: how long Finds of live sessions,
-//     called in a loop meanwhile, waited (findwaits.Measure).
+//     called in a loop meanwhile and over a window as long for every store
+//     (window-s), waited (findwaits.Measure).
 //
 // Run it with -benchtime 1x, as BenchmarkGCTax.
 func BenchmarkScaling(b *testing.B) {
@@ -260,14 +260,25 @@ func janitorInterval(n int) time.Duration {
 	return max(100*time.Millisecond, time.Duration(n)*500*time.Nanosecond)
 }
 
+// scalingSweepWindow is how long measureSweep measures Finds for in a store
+// of n sessions, whichever the store: -sweep-window at 1,000,000 sessions,
+// in proportion at other sizes, and at least 100 ms. The longest of the
+// machine's own noise grows with the window, so stores whose sweeps take
+// different times compare only over the same one.
+func scalingSweepWindow(n int) time.Duration {
+	return max(100*time.Millisecond, time.Duration(float64(*sweepWindow)*float64(n)/1e6))
+}
+
 // measureSweep fills a store of kind c, whose janitor runs every
 // janitorInterval(n), with n sessions: the first half live for an hour, the
 // second half expiring together a millisecond before one of the janitor's
 // ticks. From that expiry it calls Find on live sessions in a loop
-// (findwaits.Measure) until the store holds only the live half, and
-// reports how long that took (sweep-ms: a millisecond of it waiting for the
-// tick, and up to a millisecond more polling the count) and how long those
-// Finds waited.
+// (findwaits.Measure) until the store holds only the live half and
+// scalingSweepWindow(n) has passed, and reports how long the sweep took
+// (sweep-ms: a millisecond of it waiting for the tick, and up to a
+// millisecond more polling the count), the window (window-s) and how long
+// those Finds waited. BenchmarkSweepFindWait sets beside such figures the
+// waits of a store with no sweep over the same window.
 //
 // The janitor's ticks are reckoned from a moment taken just before the
 // store is opened, so that they come at that reckoning or a little after it.
@@ -278,7 +289,7 @@ func measureSweep(b *testing.B, c storeKind, n int) {
 	half := n / 2
 	probe := make([]string, min(half, 1000))
 	for i := range probe {
-		probe[i] = token(i)
+		probe[i] = token(rand.IntN(half)) // a string of its own, as parsed from a cookie
 	}
 	goroutines := runtime.NumGoroutine()
 	for attempt := 1; ; attempt++ {
@@ -304,15 +315,18 @@ func measureSweep(b *testing.B, c storeKind, n int) {
 		}
 
 		time.Sleep(time.Until(expiry))
-		var swept time.Duration
+		var swept, window time.Duration
 		waits := findwaits.Measure(s, probe, func() {
 			for held() > n-half {
 				time.Sleep(time.Millisecond)
 			}
 			swept = time.Since(expiry)
+			time.Sleep(time.Until(expiry.Add(scalingSweepWindow(n))))
+			window = time.Since(expiry)
 		})
 		closeStore()
 		b.ReportMetric(float64(swept)/float64(time.Millisecond), "sweep-ms")
+		b.ReportMetric(window.Seconds(), "window-s")
 		waits.Report(b, "sweep")
 		awaitDropped(b, c, goroutines)
 		return

@@ -2,15 +2,15 @@
 
 // Command charts turns the output of the integration module's scaling
 // benchmarks (BenchmarkGCTax and BenchmarkScaling) into two SVG charts,
-// gctax.svg and findwait.svg, and the markdown table of docs/scaling.md;
-// docs/performance.md shows the charts and says what each figure is. Each
-// figure is the median of the runs (-count) in the output.
+// gctax.svg and findwait.svg, and a markdown table of the medians. Each
+// figure is the median of the runs (-count) in the output: give it several
+// runs, as docs/scaling.md says, for a figure worth quoting.
 //
-// From the integration module, the whole run and the charts (see
-// docs/performance.md):
+// From the integration module, a run of six and its charts, into a
+// directory of your choice:
 //
-//	go test -run '^$' -bench 'GCTax|Scaling' -benchtime 1x -count 1 -timeout 0 . -max-sessions 10000000 > ../docs/scaling.txt &&
-//	go run ./cmd/charts -in ../docs/scaling.txt -out ../docs > ../docs/scaling.md
+//	go test -run '^$' -bench 'GCTax|Scaling' -benchtime 1x -count 6 -timeout 0 . -max-sessions 1000000 > ../docs/results/scaling.txt &&
+//	go run ./cmd/charts -in ../docs/results/scaling.txt -out /tmp/charts > /tmp/charts/table.md
 //
 // Usage:
 //
