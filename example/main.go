@@ -335,10 +335,19 @@ func checkSnapshotPath(name string) error {
 // its sessions in store. Its ErrorFunc logs to logger why a session could
 // not be loaded or saved, and tells the browser so, where scs's default
 // would log to the standard logger.
+//
+// A Commit the store refused because the session was deleted meanwhile (a
+// request that loaded it before a /logout in another tab, ending after it)
+// is a session that has ended, not a server fault: the request is answered
+// as one without a session, and no cookie brings the old token back.
 func newSessionManager(store *memstore.MemStore, logger *log.Logger) *scs.SessionManager {
 	sm := scs.New()
 	sm.Store = store
 	sm.ErrorFunc = func(w http.ResponseWriter, r *http.Request, err error) {
+		if errors.Is(err, memstore.ErrDeleted) {
+			http.Error(w, "401 Unauthorized: your session has ended; log in again", http.StatusUnauthorized)
+			return
+		}
 		logger.Printf("%s %s: the session store failed: %v", r.Method, r.URL.Path, err)
 		http.Error(w, "500 Internal Server Error: the session could not be loaded or saved", http.StatusInternalServerError)
 	}
@@ -349,7 +358,6 @@ func newSessionManager(store *memstore.MemStore, logger *log.Logger) *scs.Sessio
 // sm.LoadAndSave, and /debug/vars outside it, so that a metrics scrape never
 // touches a session.
 func routes(sm *scs.SessionManager) http.Handler {
-	sm.ErrorFunc = sessionError
 	app := http.NewServeMux()
 	app.HandleFunc("/put", func(w http.ResponseWriter, r *http.Request) {
 		sm.Put(r.Context(), "message", "Hello world!")
@@ -372,20 +380,6 @@ func routes(sm *scs.SessionManager) http.Handler {
 	// on a private address.
 	mux.Handle("/debug/vars", expvar.Handler())
 	return mux
-}
-
-// sessionError is the session manager's ErrorFunc. A Commit the store
-// refused because the session was deleted meanwhile (a request that loaded
-// it before a /logout in another tab, ending after it) is a session that
-// has ended, not a server fault: the request is answered as one without a
-// session, and no cookie brings the old token back.
-func sessionError(w http.ResponseWriter, r *http.Request, err error) {
-	if errors.Is(err, memstore.ErrDeleted) {
-		http.Error(w, "your session has ended: log in again", http.StatusUnauthorized)
-		return
-	}
-	log.Printf("session: %v", err)
-	http.Error(w, http.StatusText(http.StatusInternalServerError), http.StatusInternalServerError)
 }
 
 // run serves the application with store until ctx is done, then shuts the

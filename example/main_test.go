@@ -248,7 +248,7 @@ func TestPutDuringLogoutIsRefused(t *testing.T) {
 	t.Parallel()
 	store := &pausingStore{MemStore: memstore.New(0), loaded: make(chan struct{}), release: make(chan struct{})}
 	defer store.Close()
-	sm := scs.New()
+	sm := newSessionManager(store.MemStore, log.New(io.Discard, "", 0))
 	sm.Store = store
 	srv := httptest.NewServer(routes(sm))
 	defer srv.Close()
