@@ -174,8 +174,14 @@ func (s *Store) Close() error {
 	return nil
 }
 
+// newLocal returns an empty local copy. It lets a token it dropped be
+// filled again: it drops a token whenever Redis says the token changed,
+// not only at a Delete, and Redis's marker keeps a deleted session deleted
+// (see Delete), so a local memory of deletes would only keep changed
+// sessions out of the cache.
 func (s *Store) newLocal() *memstore.MemStore {
-	return memstore.New(s.cfg.cleanup, s.cfg.local...)
+	opts := append(s.cfg.local[:len(s.cfg.local):len(s.cfg.local)], memstore.WithReusableDeletedTokens())
+	return memstore.New(s.cfg.cleanup, opts...)
 }
 
 func (s *Store) key(token string) string    { return s.cfg.prefix + token }

@@ -70,6 +70,26 @@ func TestWriteOnAReadOnB(t *testing.T) {
 	}
 }
 
+// TestChangedElsewhereIsCachedAgain: once B drops a session that A changed,
+// B holds the new data locally again. The local copy forgets the token when
+// told it changed: it must not refuse the fill as a deleted token.
+func TestChangedElsewhereIsCachedAgain(t *testing.T) {
+	srv := startRedis(t)
+	a, b := newStore(t, srv), newStore(t, srv)
+	tok := newToken()
+	mustCommit(t, a, tok, "v0", time.Now().Add(time.Hour))
+	holdLocally(t, b, tok)
+	mustCommit(t, a, tok, "v1", time.Now().Add(time.Hour))
+	waitFor(t, "B to give the new data", func() bool {
+		got, _ := mustFind(t, b, tok)
+		return got == "v1"
+	})
+	holdLocally(t, b, tok)
+	if got, _, _ := b.local.Load().Find(tok); string(got) != "v1" {
+		t.Fatalf("B's local copy holds %q; want v1", got)
+	}
+}
+
 // TestOwnWritesAtOnce: a Store finds its own Commit and Delete at once.
 // (Whether its local copy keeps its own writes depends on the server:
 // Redis before 7.2 echoes a script's writes even to a NOLOOP subscriber,
