@@ -115,10 +115,12 @@ func TestLockAcrossProcesses(t *testing.T) {
 }
 
 // openReadOnly opens dir read-only, failing t if it cannot, and returns the
-// store, closed when t ends unless closed before.
+// store, closed when t ends unless closed before. It waits for the lock as
+// by default: a child process that a parallel test is starting may hold,
+// until it execs, the lock of a store just closed.
 func openReadOnly(t *testing.T, dir string) *memstore.MemStore {
 	t.Helper()
-	m, err := memstore.OpenReadOnly(dir, memstore.WithLockTimeout(0))
+	m, err := memstore.OpenReadOnly(dir)
 	if err != nil {
 		t.Fatalf("OpenReadOnly: %v", err)
 	}
@@ -180,9 +182,11 @@ func flockDir(t *testing.T, dir string) (release func()) {
 // description, and releases it while Open and OpenReadOnly wait: they get
 // it, within their timeout. In a synctest bubble the clock moves only when
 // every goroutine waits, so the release comes after the first try failed,
-// however loaded the machine, and the wait is measured exactly.
+// however loaded the machine, and the wait is measured exactly. It runs
+// alone, not in parallel: a child process that a parallel test forks would
+// hold the lock released inside the bubble for a moment of the real clock,
+// which the bubble's clock does not wait for.
 func TestOpenWaitsForTheLock(t *testing.T) {
-	t.Parallel()
 	for _, readOnly := range []bool{false, true} {
 		t.Run(fmt.Sprintf("readOnly=%v", readOnly), func(t *testing.T) {
 			dir := storeDir(t)
