@@ -225,7 +225,10 @@ func TestStatsCountWhatHappened(t *testing.T) {
 		for i := range 1000 {
 			mustCommit(t, m, fmt.Sprint("short", i), make([]byte, 50), time.Now().Add(shortLife))
 		}
-		eventually(t, "swept", func() bool { return m.Stats().Expired == 1000 })
+		// On a loaded machine a short session may expire before its Commit
+		// returns, which then deletes it: wait for the store to hold the
+		// live ones only, however the others went.
+		eventually(t, "swept", func() bool { return m.Len() == 1000 })
 		swept := m.Stats().Sweeps
 		eventually(t, "a pass over the live sessions", func() bool { return m.Stats().Sweeps > swept })
 		st := m.Stats()
