@@ -121,7 +121,7 @@ func realFiles(f *testing.F, ops []byte) (log, base []byte) {
 // log as a base. It returns the log as the first store left it.
 func runAndRewrite(t testing.TB, dir string, ops []byte, model map[string]string) (log []byte) {
 	t.Helper()
-	m := openStore(t, dir, memstore.WithSyncInterval(0))
+	m := openStore(t, dir, memstore.WithSyncInterval(0), memstore.WithReusableDeletedTokens()) // ops re-commit deleted tokens
 	runOps(t, m, ops, model, func(map[string]string) {})
 	if err := m.Close(); err != nil {
 		t.Fatal(err)
@@ -146,7 +146,7 @@ func openDamaged(t *testing.T, ops []byte, d damage, afterBase bool, at int, jun
 		runAndRewrite(t, dir, ops[:first], model)
 		ops = ops[first:]
 	}
-	m := openStore(t, dir, memstore.WithSyncInterval(0))
+	m := openStore(t, dir, memstore.WithSyncInterval(0), memstore.WithReusableDeletedTokens()) // ops re-commit deleted tokens
 	log := newestLog(t, dir)
 	// states[k] is what the store holds after k changes, ends[k] where the
 	// log of the first k ends.
